@@ -1,0 +1,493 @@
+//! Batch normalization with PyTorch's `nn.BatchNorm1d/2d/3d` semantics.
+
+use burn::config::Config;
+use burn::module::{Flag, Module, Param, RunningState};
+use burn::tensor::{Device, Tensor};
+
+use crate::counter::BatchCounter;
+use crate::error::{check_eps, check_eps_for_batch_stats, check_momentum, check_nonzero};
+use crate::functional::{self, channel_major};
+use crate::running::{UpdateFactor, update_running_stats};
+use crate::{ComputePath, InputRank, NormError};
+
+/// Configuration of a [`BatchNorm`] layer. Field names and defaults are PyTorch's.
+#[derive(Config, Debug)]
+pub struct BatchNormConfig {
+    /// Number of channels `C` of the `[N, C, ...]` input.
+    pub num_features: usize,
+    /// Added to the variance before the square root. Default: `1e-5`.
+    #[config(default = 1e-5)]
+    pub eps: f64,
+    /// Weight of the newest batch in the running statistics; `None` averages every batch
+    /// seen so far equally (cumulative moving average). Default: `Some(0.1)`.
+    #[config(default = "Some(0.1)")]
+    pub momentum: Option<f64>,
+    /// Learn a per-channel scale `gamma` (PyTorch's `weight`) and shift `beta` (`bias`).
+    /// Default: `true`.
+    #[config(default = true)]
+    pub affine: bool,
+    /// Keep running statistics for evaluation. Without them the layer normalizes with the
+    /// batch's statistics in evaluation too. Default: `true`.
+    #[config(default = true)]
+    pub track_running_stats: bool,
+    /// Which input ranks are accepted ([`InputRank::D2`] is PyTorch's `BatchNorm2d`).
+    /// Default: [`InputRank::Any`].
+    #[config(default = "InputRank::Any")]
+    pub input_rank: InputRank,
+    /// Fused Burn ops or the composed textbook algorithm. Default: [`ComputePath::Fused`].
+    #[config(default = "ComputePath::Fused")]
+    pub path: ComputePath,
+}
+
+/// Batch normalization over the channel axis of `[N, C, ...]` inputs.
+///
+/// Based on the paper [Batch Normalization: Accelerating Deep Network Training by Reducing
+/// Internal Covariate Shift](https://arxiv.org/abs/1502.03167) (Ioffe & Szegedy, 2015).
+///
+/// `y = (x - E[x]) / sqrt(Var[x] + eps) * gamma + beta`
+///
+/// In training mode `E[x]` and `Var[x]` are the batch's per-channel mean and **biased**
+/// variance over `N` and every spatial position, and the running statistics move towards the
+/// batch mean and the **unbiased** variance:
+/// `running = (1 - momentum) * running + momentum * batch`, or with `momentum = None`
+/// `momentum = 1 / num_batches_tracked` (a cumulative average). `num_batches_tracked` counts
+/// every training forward. In evaluation mode the running statistics are used; a layer
+/// without them (`track_running_stats = false`) uses batch statistics in both modes.
+///
+/// Training versus evaluation is the `training` flag: [`Module::valid`] switches it off
+/// (PyTorch's `eval()`), [`Module::train`] back on. A layer built on an autodiff device
+/// starts in training mode, one built on a plain device in evaluation mode.
+///
+/// # Shapes
+/// - input: `[N, C, ...]`, restricted by [`BatchNormConfig::input_rank`].
+/// - output: the input's shape.
+#[derive(Module, Debug)]
+pub struct BatchNorm {
+    /// Learnable per-channel scale (PyTorch's `weight`), `[C]`; `None` without `affine`.
+    pub gamma: Option<Param<Tensor<1>>>,
+    /// Learnable per-channel shift (PyTorch's `bias`), `[C]`; `None` without `affine`.
+    pub beta: Option<Param<Tensor<1>>>,
+    /// Running mean, `[C]`; `None` without `track_running_stats`.
+    pub running_mean: Option<RunningState<Tensor<1>>>,
+    /// Running **unbiased** variance, `[C]`; `None` without `track_running_stats`.
+    pub running_var: Option<RunningState<Tensor<1>>>,
+    /// Number of training forwards seen; `None` without `track_running_stats`.
+    pub num_batches_tracked: Option<BatchCounter>,
+    /// Training mode (batch statistics, running statistics updated) when enabled.
+    pub training: Param<Flag>,
+    /// Number of channels.
+    pub num_features: usize,
+    /// Added to the variance before the square root.
+    pub eps: f64,
+    /// Update weight of the running statistics; `None` for a cumulative average.
+    #[module(skip)]
+    pub momentum: Option<f64>,
+    /// Accepted input ranks.
+    #[module(skip)]
+    pub input_rank: InputRank,
+    /// Compute path.
+    #[module(skip)]
+    pub path: ComputePath,
+}
+
+impl BatchNormConfig {
+    /// PyTorch's `BatchNorm1d(num_features)`: inputs `[N, C]` or `[N, C, L]`.
+    pub fn new_1d(num_features: usize) -> Self {
+        Self::new(num_features).with_input_rank(InputRank::D1)
+    }
+
+    /// PyTorch's `BatchNorm2d(num_features)`: inputs `[N, C, H, W]`.
+    pub fn new_2d(num_features: usize) -> Self {
+        Self::new(num_features).with_input_rank(InputRank::D2)
+    }
+
+    /// PyTorch's `BatchNorm3d(num_features)`: inputs `[N, C, D, H, W]`.
+    pub fn new_3d(num_features: usize) -> Self {
+        Self::new(num_features).with_input_rank(InputRank::D3)
+    }
+
+    /// Builds the layer: `gamma = 1`, `beta = 0`, `running_mean = 0`, `running_var = 1`,
+    /// `num_batches_tracked = 0`.
+    ///
+    /// # Errors
+    /// [`NormError::InvalidConfig`] when `num_features` is zero, `eps` is negative or not
+    /// finite, or `momentum` lies outside `[0, 1]`.
+    pub fn try_init(&self, device: &Device) -> Result<BatchNorm, NormError> {
+        check_nonzero("BatchNorm", "num_features", self.num_features)?;
+        check_eps("BatchNorm", self.eps)?;
+        check_momentum("BatchNorm", self.momentum)?;
+        let c = self.num_features;
+        let affine = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
+        let tracked = |value: f64| RunningState::new(Tensor::full([c], value, device));
+        let training = device.is_autodiff();
+        Ok(BatchNorm {
+            gamma: self.affine.then(|| affine(1.0)),
+            beta: self.affine.then(|| affine(0.0)),
+            running_mean: self.track_running_stats.then(|| tracked(0.0)),
+            running_var: self.track_running_stats.then(|| tracked(1.0)),
+            num_batches_tracked: self
+                .track_running_stats
+                .then(|| BatchCounter::new(0, device)),
+            training: Param::from_bool(training).with_value(training),
+            num_features: c,
+            eps: self.eps,
+            momentum: self.momentum,
+            input_rank: self.input_rank,
+            path: self.path,
+        })
+    }
+
+    /// Builds the layer, see [`try_init`](Self::try_init).
+    ///
+    /// # Panics
+    /// On an invalid configuration, with the message of [`NormError`].
+    pub fn init(&self, device: &Device) -> BatchNorm {
+        self.try_init(device).unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+impl BatchNorm {
+    /// Normalizes `input`, see [`BatchNorm`].
+    ///
+    /// # Shapes
+    /// - input: `[N, C, ...]`
+    /// - output: `[N, C, ...]`
+    ///
+    /// # Errors
+    /// - [`NormError::InvalidRank`]: the rank breaks the layer's [`InputRank`] rule.
+    /// - [`NormError::TooFewValues`]: batch statistics over a single value per channel
+    ///   (`N * spatial == 1`).
+    /// - [`NormError::ChannelMismatch`]: `C != num_features` while the layer has
+    ///   per-channel parameters or running statistics.
+    /// - [`NormError::InvalidConfig`]: `eps == 0` while batch statistics are used.
+    pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        let shape = input.dims().to_vec();
+        self.input_rank.check_batch_norm(&shape)?;
+        let [n, c, spatial] = channel_major(&shape);
+        let training = self.is_training();
+        let batch_stats = training || self.running_mean.is_none();
+        if batch_stats && n * spatial == 1 {
+            return Err(NormError::TooFewValues {
+                layer: "BatchNorm",
+                per: "value per channel",
+                shape,
+            });
+        }
+        if c != self.num_features && (self.gamma.is_some() || self.running_mean.is_some()) {
+            return Err(NormError::ChannelMismatch {
+                layer: "BatchNorm",
+                reason: format!(
+                    "expected {} channels (num_features), got {c}",
+                    self.num_features
+                ),
+                shape,
+            });
+        }
+        if batch_stats {
+            check_eps_for_batch_stats("BatchNorm", self.eps)?;
+        }
+        let track = training && self.running_mean.is_some();
+        if n * spatial == 0 {
+            // PyTorch: an empty batch leaves the statistics alone but is still counted.
+            if track && let Some(counter) = &self.num_batches_tracked {
+                counter.increment();
+            }
+            return Ok(input);
+        }
+
+        let gamma = self.gamma.as_ref().map(Param::val);
+        let beta = self.beta.as_ref().map(Param::val);
+        if !batch_stats {
+            let (mean, var) = self.running_stats().expect("checked above");
+            let device = input.device();
+            return Ok(functional::batch_norm_eval(
+                input,
+                gamma,
+                beta,
+                mean.to_device(&device),
+                var.to_device(&device),
+                self.eps,
+                self.path,
+            ));
+        }
+
+        let stats = functional::batch_norm_train(input, gamma, beta, self.eps, self.path);
+        if track && let (Some(mean), Some(var)) = (&self.running_mean, &self.running_var) {
+            let count = self
+                .num_batches_tracked
+                .as_ref()
+                .map(BatchCounter::increment);
+            let factor = match (self.momentum, count) {
+                (None, Some(count)) => UpdateFactor::Cumulative(count.float().recip()),
+                (momentum, _) => UpdateFactor::Momentum(momentum.unwrap_or(0.0)),
+            };
+            update_running_stats(
+                mean,
+                var,
+                stats.mean,
+                stats.var_biased,
+                n * spatial,
+                &factor,
+            );
+        }
+        Ok(stats.output)
+    }
+
+    /// Normalizes `input`, see [`try_forward`](Self::try_forward).
+    ///
+    /// # Panics
+    /// Where `try_forward` returns an error, with its message.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        self.try_forward(input)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Whether the layer is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training.is_enabled()
+    }
+
+    /// The running mean and (unbiased) variance, if the layer tracks them.
+    pub fn running_stats(&self) -> Option<(Tensor<1>, Tensor<1>)> {
+        match (&self.running_mean, &self.running_var) {
+            (Some(mean), Some(var)) => Some((mean.value_sync(), var.value_sync())),
+            _ => None,
+        }
+    }
+
+    /// PyTorch's `num_batches_tracked`, if the layer tracks running statistics.
+    pub fn num_batches_tracked(&self) -> Option<i64> {
+        self.num_batches_tracked.as_ref().map(BatchCounter::count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected values are PyTorch 2.x float64 output printed by
+    //! `shared/conformance/semantics_probe.py` (sections 2 and 4), verbatim.
+
+    use super::*;
+    use crate::test_util::{assert_close, eval_device, tensor, train_device};
+
+    const X1: [f64; 12] = [1.0, 2.0, 0.5, 3.0, -1.0, 0.5, 5.0, 4.0, 2.0, 7.0, 0.0, 1.0];
+    const X2: [f64; 12] = [0.0, 1.0, 1.0, 2.0, 1.0, 3.0, -2.0, 5.0, 3.0, 4.0, 1.0, 1.0];
+
+    #[test]
+    fn training_normalizes_with_biased_variance_and_tracks_unbiased() {
+        let device = train_device();
+        let bn = BatchNormConfig::new_1d(3).init(&device);
+        let y = bn.forward(tensor(X1, [4, 3], &device));
+        #[rustfmt::skip]
+        assert_close(y, &[
+            -1.3416394449, 0.3905662034, -0.8164856945,
+            -0.4472131483, -1.1716986101, -0.8164856945,
+            0.4472131483, 1.4320760790, 1.6329713890,
+            1.3416394449, -0.6509436723, 0.0,
+        ], 1e-6);
+        let (mean, var) = bn.running_stats().unwrap();
+        assert_close(mean, &[0.4, 0.125, 0.1], 1e-6);
+        assert_close(var, &[1.5666666666666669, 1.3916666666666666, 0.95], 1e-6);
+        assert_eq!(bn.num_batches_tracked(), Some(1));
+
+        bn.forward(tensor(X2, [4, 3], &device));
+        let (mean, var) = bn.running_stats().unwrap();
+        assert_close(mean, &[0.46, 0.3125, 0.29], 1e-6);
+        assert_close(var, &[2.076666666666667, 1.6525, 0.9883333333333334], 1e-6);
+        assert_eq!(bn.num_batches_tracked(), Some(2));
+    }
+
+    #[test]
+    fn composed_path_gives_the_same_running_statistics() {
+        let device = train_device();
+        let bn = BatchNormConfig::new_1d(3)
+            .with_path(ComputePath::Composed)
+            .init(&device);
+        bn.forward(tensor(X1, [4, 3], &device));
+        bn.forward(tensor(X2, [4, 3], &device));
+        let (mean, var) = bn.running_stats().unwrap();
+        assert_close(mean, &[0.46, 0.3125, 0.29], 1e-6);
+        assert_close(var, &[2.076666666666667, 1.6525, 0.9883333333333334], 1e-6);
+    }
+
+    fn preset_eval_layer(path: ComputePath) -> BatchNorm {
+        let device = eval_device();
+        let mut bn = BatchNormConfig::new_1d(3).with_path(path).init(&device);
+        bn.gamma = Some(Param::from_tensor(tensor([2.0, 1.0, -1.0], [3], &device)));
+        bn.beta = Some(Param::from_tensor(tensor([0.5, 0.0, 1.0], [3], &device)));
+        bn.running_mean = Some(RunningState::new(tensor([1.0, -1.0, 0.5], [3], &device)));
+        bn.running_var = Some(RunningState::new(tensor([4.0, 0.25, 1.0], [3], &device)));
+        bn
+    }
+
+    #[test]
+    fn evaluation_uses_running_statistics_and_leaves_them_alone() {
+        for path in [ComputePath::Fused, ComputePath::Composed] {
+            let bn = preset_eval_layer(path);
+            assert!(
+                !bn.is_training(),
+                "a layer built on a plain device evaluates"
+            );
+            let x = tensor([3.0, 0.0, 0.5, 1.0, -1.0, 2.5], [2, 3], &eval_device());
+            #[rustfmt::skip]
+            assert_close(bn.forward(x.clone()), &[
+                2.4999975000046875, 1.9999600011999599, 1.0,
+                0.5, 0.0, -0.9999900000749994,
+            ], 1e-6);
+            // A single sample is fine in evaluation.
+            assert_close(
+                bn.forward(x.slice([0..1])),
+                &[2.4999975000046875, 1.9999600011999599, 1.0],
+                1e-6,
+            );
+            let (mean, var) = bn.running_stats().unwrap();
+            assert_close(mean, &[1.0, -1.0, 0.5], 0.0);
+            assert_close(var, &[4.0, 0.25, 1.0], 0.0);
+            assert_eq!(bn.num_batches_tracked(), Some(0));
+        }
+    }
+
+    #[test]
+    fn without_running_statistics_evaluation_uses_the_batch() {
+        let device = eval_device();
+        let bn = BatchNormConfig::new_1d(3)
+            .with_track_running_stats(false)
+            .init(&device);
+        assert!(bn.running_mean.is_none() && bn.num_batches_tracked.is_none());
+        let x = tensor([3.0, 0.0, 0.5, 1.0, -1.0, 2.5], [2, 3], &device);
+        #[rustfmt::skip]
+        assert_close(bn.forward(x.clone()), &[
+            0.9999950000374997, 0.9999800005999799, -0.9999950000374996,
+            -0.9999950000374997, -0.9999800005999799, 0.9999950000374999,
+        ], 1e-6);
+        let err = bn.try_forward(x.slice([0..1])).unwrap_err();
+        assert_eq!(err.kind(), "TooFewValues");
+    }
+
+    #[test]
+    fn momentum_none_is_the_cumulative_average() {
+        let device = train_device();
+        let bn = BatchNormConfig::new(1).with_momentum(None).init(&device);
+        // Batches with means 1, 3 and 8 and unbiased variances 2, 8 and 0.5.
+        for batch in [[0.0, 2.0], [1.0, 5.0], [7.5, 8.5]] {
+            bn.forward(tensor(batch, [2, 1], &device));
+        }
+        let (mean, var) = bn.running_stats().unwrap();
+        assert_close(mean, &[4.0], 1e-6);
+        assert_close(var, &[3.5], 1e-6);
+        assert_eq!(bn.num_batches_tracked(), Some(3));
+    }
+
+    #[test]
+    fn momentum_zero_freezes_statistics_but_still_counts() {
+        let device = train_device();
+        let bn = BatchNormConfig::new(2)
+            .with_momentum(Some(0.0))
+            .init(&device);
+        bn.forward(tensor([1.0, 2.0, 3.0, 5.0], [2, 2], &device));
+        let (mean, var) = bn.running_stats().unwrap();
+        assert_close(mean, &[0.0, 0.0], 0.0);
+        assert_close(var, &[1.0, 1.0], 0.0);
+        assert_eq!(bn.num_batches_tracked(), Some(1));
+    }
+
+    #[test]
+    fn rank_rules_follow_pytorch_classes() {
+        let device = train_device();
+        let x3 = Tensor::<3>::ones([2, 3, 4], &device);
+        let x4 = Tensor::<4>::ones([2, 3, 4, 4], &device);
+        assert!(
+            BatchNormConfig::new_1d(3)
+                .init(&device)
+                .try_forward(x3.clone())
+                .is_ok()
+        );
+        let err = BatchNormConfig::new_1d(3)
+            .init(&device)
+            .try_forward(x4.clone());
+        assert_eq!(err.unwrap_err().kind(), "InvalidRank");
+        let err = BatchNormConfig::new_2d(3).init(&device).try_forward(x3);
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("expected 4D input, got a 3D input"),
+            "{message}"
+        );
+        let err = BatchNormConfig::new_3d(3).init(&device).try_forward(x4);
+        assert_eq!(err.unwrap_err().kind(), "InvalidRank");
+    }
+
+    #[test]
+    fn channel_mismatch_is_reported_unless_the_layer_has_no_per_channel_state() {
+        let device = train_device();
+        let x = Tensor::<4>::ones([2, 4, 3, 3], &device);
+        let err = BatchNormConfig::new_2d(3)
+            .init(&device)
+            .try_forward(x.clone());
+        let message = err.unwrap_err().to_string();
+        assert!(message.contains("expected 3 channels"), "{message}");
+        let bare = BatchNormConfig::new_2d(3)
+            .with_affine(false)
+            .with_track_running_stats(false)
+            .init(&device);
+        assert_eq!(bare.forward(x).dims(), [2, 4, 3, 3]);
+    }
+
+    #[test]
+    fn invalid_configurations_are_rejected() {
+        let device = eval_device();
+        for config in [
+            BatchNormConfig::new(0),
+            BatchNormConfig::new(3).with_eps(-1.0),
+            BatchNormConfig::new(3).with_eps(f64::NAN),
+            BatchNormConfig::new(3).with_momentum(Some(1.5)),
+        ] {
+            let err = config.try_init(&device).unwrap_err();
+            assert_eq!(err.kind(), "InvalidConfig", "{config:?}");
+        }
+        // eps = 0 is fine for evaluation with running statistics, not for batch statistics.
+        let bn = BatchNormConfig::new(2).with_eps(0.0).init(&train_device());
+        let err = bn.try_forward(Tensor::<2>::ones([4, 2], &train_device()));
+        assert_eq!(err.unwrap_err().kind(), "InvalidConfig");
+    }
+
+    #[test]
+    #[should_panic(expected = "expected more than 1 value per channel")]
+    fn forward_panics_with_the_error_message() {
+        let device = train_device();
+        BatchNormConfig::new(3)
+            .init(&device)
+            .forward(Tensor::<2>::ones([1, 3], &device));
+    }
+
+    #[test]
+    fn valid_and_train_switch_modes_and_share_statistics() {
+        let device = train_device();
+        let bn = BatchNormConfig::new_1d(3).init(&device);
+        assert!(bn.is_training());
+        bn.forward(tensor(X1, [4, 3], &device));
+        let eval = bn.valid();
+        assert!(!eval.is_training());
+        eval.forward(tensor(X2, [4, 3], &eval_device()));
+        assert_eq!(
+            eval.num_batches_tracked(),
+            Some(1),
+            "evaluation does not count"
+        );
+        let (mean, _) = eval.running_stats().unwrap();
+        assert_close(mean, &[0.4, 0.125, 0.1], 1e-6);
+        let back = eval.train();
+        assert!(back.is_training());
+        back.forward(tensor(X2, [4, 3], &device));
+        assert_eq!(back.num_batches_tracked(), Some(2));
+    }
+
+    #[test]
+    fn empty_batch_is_counted_but_changes_nothing() {
+        let device = train_device();
+        let bn = BatchNormConfig::new(3).init(&device);
+        let y = bn.forward(Tensor::<2>::zeros([0, 3], &device));
+        assert_eq!(y.dims(), [0, 3]);
+        assert_eq!(bn.num_batches_tracked(), Some(1));
+        let (mean, _) = bn.running_stats().unwrap();
+        assert_close(mean, &[0.0, 0.0, 0.0], 0.0);
+    }
+}

@@ -1,0 +1,166 @@
+//! Group normalization with PyTorch's `nn.GroupNorm` semantics.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{check_eps, check_nonzero};
+use crate::functional::{self, channel_major, scale_shift};
+use crate::{ComputePath, NormError};
+
+/// Configuration of a [`GroupNorm`] layer. Field names and defaults are PyTorch's.
+#[derive(Config, Debug)]
+pub struct GroupNormConfig {
+    /// Number of groups the channels are split into.
+    pub num_groups: usize,
+    /// Number of channels `C`; must be divisible by `num_groups`.
+    pub num_channels: usize,
+    /// Added to the variance before the square root. Default: `1e-5`.
+    #[config(default = 1e-5)]
+    pub eps: f64,
+    /// Learn a per-channel scale `gamma` and shift `beta`. Default: `true`.
+    #[config(default = true)]
+    pub affine: bool,
+    /// Fused Burn op or the composed textbook algorithm. Default: [`ComputePath::Fused`].
+    #[config(default = "ComputePath::Fused")]
+    pub path: ComputePath,
+}
+
+/// Group normalization: the channels of each sample are split into `num_groups` groups and
+/// every group is normalized over its channels and spatial positions.
+///
+/// Based on the paper [Group Normalization](https://arxiv.org/abs/1803.08494)
+/// (Wu & He, 2018).
+///
+/// `y = (x - E[x]) / sqrt(Var[x] + eps) * gamma + beta`
+///
+/// with one mean and **biased** variance per `(sample, group)` over `C / G` channels times
+/// every spatial position, and a per-channel `gamma`/`beta`. One group is LayerNorm over
+/// `[C, ...]` with per-channel affine; `C` groups is InstanceNorm. No running statistics:
+/// training and evaluation give the same output.
+///
+/// # Shapes
+/// - input: `[N, C, ...]` (rank ≥ 2)
+/// - output: the input's shape.
+#[derive(Module, Debug)]
+pub struct GroupNorm {
+    /// Learnable per-channel scale, `[C]`; `None` without `affine`.
+    pub gamma: Option<Param<Tensor<1>>>,
+    /// Learnable per-channel shift, `[C]`; `None` without `affine`.
+    pub beta: Option<Param<Tensor<1>>>,
+    /// Number of groups.
+    pub num_groups: usize,
+    /// Number of channels.
+    pub num_channels: usize,
+    /// Added to the variance before the square root.
+    pub eps: f64,
+    /// Compute path.
+    #[module(skip)]
+    pub path: ComputePath,
+}
+
+impl GroupNormConfig {
+    /// Builds the layer with `gamma = 1` and `beta = 0`.
+    ///
+    /// # Errors
+    /// - [`NormError::GroupsNotDivisible`]: `num_channels % num_groups != 0`.
+    /// - [`NormError::InvalidConfig`]: zero groups or channels, `eps` negative or not finite.
+    pub fn try_init(&self, device: &Device) -> Result<GroupNorm, NormError> {
+        check_nonzero("GroupNorm", "num_groups", self.num_groups)?;
+        check_nonzero("GroupNorm", "num_channels", self.num_channels)?;
+        if self.num_channels % self.num_groups != 0 {
+            return Err(NormError::GroupsNotDivisible {
+                num_groups: self.num_groups,
+                num_channels: self.num_channels,
+            });
+        }
+        check_eps("GroupNorm", self.eps)?;
+        let c = self.num_channels;
+        let param = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
+        Ok(GroupNorm {
+            gamma: self.affine.then(|| param(1.0)),
+            beta: self.affine.then(|| param(0.0)),
+            num_groups: self.num_groups,
+            num_channels: c,
+            eps: self.eps,
+            path: self.path,
+        })
+    }
+
+    /// Builds the layer, see [`try_init`](Self::try_init).
+    ///
+    /// # Panics
+    /// On an invalid configuration, with the message of [`NormError`].
+    pub fn init(&self, device: &Device) -> GroupNorm {
+        self.try_init(device).unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+impl GroupNorm {
+    /// Normalizes `input`, see [`GroupNorm`].
+    ///
+    /// # Shapes
+    /// - input: `[N, C, ...]`
+    /// - output: the input's shape.
+    ///
+    /// # Errors
+    /// - [`NormError::InvalidRank`]: rank below 2.
+    /// - [`NormError::ChannelMismatch`]: `C` not divisible by `num_groups`, or (with
+    ///   `affine`) `C != num_channels`.
+    /// - [`NormError::TooFewValues`]: `N * C / G * spatial == 1`, as PyTorch checks it.
+    pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        let dims = input.dims();
+        let shape = dims.to_vec();
+        if D < 2 {
+            return Err(NormError::InvalidRank {
+                layer: "GroupNorm",
+                expected: "at least 2D",
+                got: D,
+                shape,
+            });
+        }
+        let [n, c, spatial] = channel_major(&dims);
+        let g = self.num_groups;
+        if c % g != 0 {
+            return Err(NormError::ChannelMismatch {
+                layer: "GroupNorm",
+                reason: format!("{c} input channels are not divisible by num_groups={g}"),
+                shape,
+            });
+        }
+        if self.gamma.is_some() && c != self.num_channels {
+            return Err(NormError::ChannelMismatch {
+                layer: "GroupNorm",
+                reason: format!(
+                    "expected {} channels (num_channels), got {c}",
+                    self.num_channels
+                ),
+                shape,
+            });
+        }
+        if n * (c / g) * spatial == 1 {
+            return Err(NormError::TooFewValues {
+                layer: "GroupNorm",
+                per: "value per group",
+                shape,
+            });
+        }
+        if n * c * spatial == 0 {
+            return Ok(input);
+        }
+        let groups = input.reshape([n * g, c / g * spatial]);
+        let normalized = functional::normalize_rows(groups, None, None, self.eps, self.path);
+        let gamma = self.gamma.as_ref().map(Param::val);
+        let beta = self.beta.as_ref().map(Param::val);
+        Ok(scale_shift(normalized.reshape([n, c, spatial]), gamma, beta).reshape(dims))
+    }
+
+    /// Normalizes `input`, see [`try_forward`](Self::try_forward).
+    ///
+    /// # Panics
+    /// Where `try_forward` returns an error, with its message.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        self.try_forward(input)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+}

@@ -1,0 +1,252 @@
+//! Instance normalization with PyTorch's `nn.InstanceNorm1d/2d/3d` semantics.
+
+use burn::config::Config;
+use burn::module::{Flag, Module, Param, RunningState};
+use burn::tensor::{Device, Tensor};
+
+use crate::counter::BatchCounter;
+use crate::error::{check_eps, check_nonzero};
+use crate::functional;
+use crate::running::{UpdateFactor, update_running_stats};
+use crate::{ComputePath, InputRank, NormError};
+
+/// Configuration of an [`InstanceNorm`] layer. Field names and defaults are PyTorch's
+/// (note `affine` and `track_running_stats` default to `false`, unlike BatchNorm).
+#[derive(Config, Debug)]
+pub struct InstanceNormConfig {
+    /// Number of channels `C`.
+    pub num_features: usize,
+    /// Added to the variance before the square root. Default: `1e-5`.
+    #[config(default = 1e-5)]
+    pub eps: f64,
+    /// Weight of the newest batch in the running statistics. PyTorch passes `momentum=None`
+    /// on as `0.0`: the running statistics then never move. Default: `0.1`.
+    #[config(default = 0.1)]
+    pub momentum: f64,
+    /// Learn a per-channel scale `gamma` and shift `beta`. Default: `false`.
+    #[config(default = false)]
+    pub affine: bool,
+    /// Keep running statistics (the batch average of the per-instance statistics) and use
+    /// them in evaluation. Default: `false`.
+    #[config(default = false)]
+    pub track_running_stats: bool,
+    /// Which input ranks are accepted ([`InputRank::D2`] is PyTorch's `InstanceNorm2d`, which
+    /// also takes unbatched `[C, H, W]`). Default: [`InputRank::Any`] (batched only).
+    #[config(default = "InputRank::Any")]
+    pub input_rank: InputRank,
+    /// Fused Burn ops or the composed textbook algorithm. Default: [`ComputePath::Fused`].
+    #[config(default = "ComputePath::Fused")]
+    pub path: ComputePath,
+}
+
+/// Instance normalization: every channel of every sample is normalized over its own
+/// spatial positions.
+///
+/// Based on the paper [Instance Normalization: The Missing Ingredient for Fast
+/// Stylization](https://arxiv.org/abs/1607.08022) (Ulyanov, Vedaldi & Lempitsky, 2016).
+///
+/// `y = (x - E[x]) / sqrt(Var[x] + eps) * gamma + beta`
+///
+/// with one mean and **biased** variance per `(sample, channel)`. With
+/// `track_running_stats`, training moves the running statistics towards the batch average of
+/// the per-instance means and **unbiased** variances, and evaluation normalizes with them.
+/// `num_batches_tracked` exists then, as in PyTorch, but is never incremented.
+///
+/// # Shapes
+/// - input: `[N, C, ...]`, or unbatched `[C, ...]` under a `D1`/`D2`/`D3` [`InputRank`].
+/// - output: the input's shape.
+#[derive(Module, Debug)]
+pub struct InstanceNorm {
+    /// Learnable per-channel scale, `[C]`; `None` without `affine`.
+    pub gamma: Option<Param<Tensor<1>>>,
+    /// Learnable per-channel shift, `[C]`; `None` without `affine`.
+    pub beta: Option<Param<Tensor<1>>>,
+    /// Running mean, `[C]`; `None` without `track_running_stats`.
+    pub running_mean: Option<RunningState<Tensor<1>>>,
+    /// Running unbiased variance, `[C]`; `None` without `track_running_stats`.
+    pub running_var: Option<RunningState<Tensor<1>>>,
+    /// Kept for parity with PyTorch's state dict; InstanceNorm never increments it.
+    pub num_batches_tracked: Option<BatchCounter>,
+    /// Training mode when enabled.
+    pub training: Param<Flag>,
+    /// Number of channels.
+    pub num_features: usize,
+    /// Added to the variance before the square root.
+    pub eps: f64,
+    /// Update weight of the running statistics.
+    pub momentum: f64,
+    /// Accepted input ranks.
+    #[module(skip)]
+    pub input_rank: InputRank,
+    /// Compute path.
+    #[module(skip)]
+    pub path: ComputePath,
+}
+
+impl InstanceNormConfig {
+    /// PyTorch's `InstanceNorm1d(num_features)`: inputs `[N, C, L]` or `[C, L]`.
+    pub fn new_1d(num_features: usize) -> Self {
+        Self::new(num_features).with_input_rank(InputRank::D1)
+    }
+
+    /// PyTorch's `InstanceNorm2d(num_features)`: inputs `[N, C, H, W]` or `[C, H, W]`.
+    pub fn new_2d(num_features: usize) -> Self {
+        Self::new(num_features).with_input_rank(InputRank::D2)
+    }
+
+    /// PyTorch's `InstanceNorm3d(num_features)`: inputs `[N, C, D, H, W]` or `[C, D, H, W]`.
+    pub fn new_3d(num_features: usize) -> Self {
+        Self::new(num_features).with_input_rank(InputRank::D3)
+    }
+
+    /// Builds the layer: `gamma = 1`, `beta = 0`, `running_mean = 0`, `running_var = 1`.
+    ///
+    /// # Errors
+    /// [`NormError::InvalidConfig`] when `num_features` is zero, `eps` is negative or not
+    /// finite, or `momentum` lies outside `[0, 1]`.
+    pub fn try_init(&self, device: &Device) -> Result<InstanceNorm, NormError> {
+        check_nonzero("InstanceNorm", "num_features", self.num_features)?;
+        check_eps("InstanceNorm", self.eps)?;
+        crate::error::check_momentum("InstanceNorm", Some(self.momentum))?;
+        let c = self.num_features;
+        let param = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
+        let tracked = |value: f64| RunningState::new(Tensor::full([c], value, device));
+        let training = device.is_autodiff();
+        Ok(InstanceNorm {
+            gamma: self.affine.then(|| param(1.0)),
+            beta: self.affine.then(|| param(0.0)),
+            running_mean: self.track_running_stats.then(|| tracked(0.0)),
+            running_var: self.track_running_stats.then(|| tracked(1.0)),
+            num_batches_tracked: self
+                .track_running_stats
+                .then(|| BatchCounter::new(0, device)),
+            training: Param::from_bool(training).with_value(training),
+            num_features: c,
+            eps: self.eps,
+            momentum: self.momentum,
+            input_rank: self.input_rank,
+            path: self.path,
+        })
+    }
+
+    /// Builds the layer, see [`try_init`](Self::try_init).
+    ///
+    /// # Panics
+    /// On an invalid configuration, with the message of [`NormError`].
+    pub fn init(&self, device: &Device) -> InstanceNorm {
+        self.try_init(device).unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+impl InstanceNorm {
+    /// Normalizes `input`, see [`InstanceNorm`].
+    ///
+    /// # Shapes
+    /// - input: `[N, C, ...]` or unbatched `[C, ...]`
+    /// - output: the input's shape.
+    ///
+    /// # Errors
+    /// - [`NormError::InvalidRank`]: the rank breaks the layer's [`InputRank`] rule.
+    /// - [`NormError::ChannelMismatch`]: `C != num_features` while the layer has
+    ///   per-channel parameters or running statistics.
+    /// - [`NormError::TooFewValues`]: instance statistics over a single spatial position.
+    pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        let dims = input.dims();
+        let shape = dims.to_vec();
+        let unbatched = self.input_rank.check_instance_norm(&shape)?;
+        let (n, channel_dims) = match unbatched {
+            true => (1, &dims[..]),
+            false => (dims[0], &dims[1..]),
+        };
+        let c = channel_dims[0];
+        let spatial: usize = channel_dims[1..].iter().product();
+        if c != self.num_features && (self.gamma.is_some() || self.running_mean.is_some()) {
+            return Err(NormError::ChannelMismatch {
+                layer: "InstanceNorm",
+                reason: format!(
+                    "expected {} channels (num_features), got {c}",
+                    self.num_features
+                ),
+                shape,
+            });
+        }
+        let training = self.is_training();
+        let instance_stats = training || self.running_mean.is_none();
+        if instance_stats && spatial == 1 {
+            return Err(NormError::TooFewValues {
+                layer: "InstanceNorm",
+                per: "spatial element",
+                shape,
+            });
+        }
+        if n * c * spatial == 0 {
+            return Ok(input);
+        }
+
+        let gamma = self.gamma.as_ref().map(Param::val);
+        let beta = self.beta.as_ref().map(Param::val);
+        let x = input.reshape([n, c, spatial]);
+        if !instance_stats {
+            let (mean, var) = self.running_stats().expect("checked above");
+            let device = x.device();
+            let y = functional::batch_norm_eval(
+                x,
+                gamma,
+                beta,
+                mean.to_device(&device),
+                var.to_device(&device),
+                self.eps,
+                self.path,
+            );
+            return Ok(y.reshape(dims));
+        }
+
+        // As PyTorch does: batch-normalize a `[1, N * C, S]` view, one "channel" per instance.
+        let stats = functional::batch_norm_train(
+            x.reshape([1, n * c, spatial]),
+            gamma.map(|g| g.repeat_dim(0, n)),
+            beta.map(|b| b.repeat_dim(0, n)),
+            self.eps,
+            self.path,
+        );
+        if training && let (Some(mean), Some(var)) = (&self.running_mean, &self.running_var) {
+            let batch_average = |stat: Tensor<1>| stat.reshape([n, c]).mean_dim(0).reshape([c]);
+            update_running_stats(
+                mean,
+                var,
+                batch_average(stats.mean),
+                batch_average(stats.var_biased),
+                spatial,
+                &UpdateFactor::Momentum(self.momentum),
+            );
+        }
+        Ok(stats.output.reshape(dims))
+    }
+
+    /// Normalizes `input`, see [`try_forward`](Self::try_forward).
+    ///
+    /// # Panics
+    /// Where `try_forward` returns an error, with its message.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        self.try_forward(input)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Whether the layer is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training.is_enabled()
+    }
+
+    /// The running mean and (unbiased) variance, if the layer tracks them.
+    pub fn running_stats(&self) -> Option<(Tensor<1>, Tensor<1>)> {
+        match (&self.running_mean, &self.running_var) {
+            (Some(mean), Some(var)) => Some((mean.value_sync(), var.value_sync())),
+            _ => None,
+        }
+    }
+
+    /// PyTorch's `num_batches_tracked` (always 0 for InstanceNorm), if tracked.
+    pub fn num_batches_tracked(&self) -> Option<i64> {
+        self.num_batches_tracked.as_ref().map(BatchCounter::count)
+    }
+}

@@ -1,0 +1,58 @@
+//! Batch normalization and its relatives for [Burn](https://burn.dev), with PyTorch's
+//! semantics to the letter.
+//!
+//! | layer | PyTorch | statistics per | reduced over |
+//! |---|---|---|---|
+//! | [`BatchNorm`] | `nn.BatchNorm1d/2d/3d` | channel | batch and spatial positions |
+//! | [`LayerNorm`] | `nn.LayerNorm` | leading index | the trailing `normalized_shape` |
+//! | [`GroupNorm`] | `nn.GroupNorm` | (sample, group) | the group's channels and positions |
+//! | [`InstanceNorm`] | `nn.InstanceNorm1d/2d/3d` | (sample, channel) | spatial positions |
+//!
+//! Where these differ from `burn::nn`: the running variance is the **unbiased** batch
+//! variance, `momentum: None` gives a cumulative average driven by `num_batches_tracked`,
+//! `affine` and `track_running_stats` can be switched off, LayerNorm takes any
+//! `normalized_shape`, InstanceNorm defaults to no affine, and bad input is a [`NormError`]
+//! instead of a panic deep inside Burn.
+//!
+//! Training versus evaluation is each layer's `training` flag: [`Module::valid`](burn::module::Module::valid)
+//! is PyTorch's `model.eval()`, [`Module::train`](burn::module::Module::train) goes back, and
+//! [`set_training`] sets the mode of a whole model without leaving its device.
+//!
+//! ```
+//! use bn_layers::BatchNormConfig;
+//! use burn::module::Module;
+//! use burn::tensor::{Device, Tensor};
+//!
+//! let device = Device::flex().autodiff();
+//! let bn = BatchNormConfig::new_2d(3).init(&device); // PyTorch's nn.BatchNorm2d(3)
+//! let x = Tensor::<4>::ones([8, 3, 4, 4], &device);
+//! let y = bn.forward(x.clone()); // training: batch statistics, running stats updated
+//! assert_eq!(bn.num_batches_tracked(), Some(1));
+//!
+//! let eval = bn.valid(); // PyTorch's bn.eval()
+//! let _ = eval.forward(x.without_autodiff());
+//! assert_eq!(y.dims(), [8, 3, 4, 4]);
+//! ```
+
+mod batch_norm;
+mod counter;
+mod error;
+mod functional;
+mod group_norm;
+mod instance_norm;
+mod layer_norm;
+mod rank;
+mod running;
+mod training;
+
+#[cfg(test)]
+mod test_util;
+
+pub use batch_norm::{BatchNorm, BatchNormConfig};
+pub use counter::BatchCounter;
+pub use error::NormError;
+pub use group_norm::{GroupNorm, GroupNormConfig};
+pub use instance_norm::{InstanceNorm, InstanceNormConfig};
+pub use layer_norm::{LayerNorm, LayerNormConfig};
+pub use rank::{ComputePath, InputRank};
+pub use training::set_training;

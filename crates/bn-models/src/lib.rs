@@ -1,0 +1,1 @@
+//! Models with a selectable normalization layer (filled by the training-pipeline issue).

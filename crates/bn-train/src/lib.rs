@@ -1,0 +1,1 @@
+//! Fashion-MNIST data and training on burn-train (filled by the training-pipeline issue).

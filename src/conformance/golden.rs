@@ -1,0 +1,133 @@
+//! The golden-file format written by `shared/conformance/gen_golden.py` (see its docstring).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// A whole golden file.
+#[derive(Debug, Deserialize)]
+pub struct GoldenFile {
+    /// The PyTorch version that produced the file.
+    #[serde(default)]
+    pub torch_version: Option<String>,
+    /// The cases, run in order.
+    pub cases: Vec<Case>,
+}
+
+/// One layer, built from `config`, run through `steps` with running statistics carried over.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    /// Free-form case name, only printed.
+    pub name: String,
+    /// PyTorch class name: `BatchNorm1d`, `LayerNorm`, `InstanceNorm2d`, ...
+    pub layer: String,
+    /// PyTorch constructor keyword arguments.
+    pub config: Map<String, Value>,
+    /// The `NormError` kind building the layer must fail with, if any.
+    #[serde(default)]
+    pub init_error: Option<String>,
+    /// PyTorch's `weight`, if the layer has one.
+    #[serde(default)]
+    pub weight: Option<TensorValue>,
+    /// PyTorch's `bias`, if the layer has one.
+    #[serde(default)]
+    pub bias: Option<TensorValue>,
+    /// Running mean before the first step.
+    #[serde(default)]
+    pub initial_running_mean: Option<TensorValue>,
+    /// Running variance before the first step.
+    #[serde(default)]
+    pub initial_running_var: Option<TensorValue>,
+    /// `num_batches_tracked` before the first step.
+    #[serde(default)]
+    pub initial_num_batches_tracked: Option<i64>,
+    /// The forwards to run, in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// One forward (and backward) pass and what PyTorch computed for it.
+#[derive(Debug, Deserialize)]
+pub struct Step {
+    /// `train` or `eval`.
+    pub mode: Mode,
+    /// The input.
+    pub input: TensorValue,
+    /// The `NormError` kind this forward must fail with, instead of outputs.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `U` in `loss = sum(Y * U)`.
+    #[serde(default)]
+    pub upstream: Option<TensorValue>,
+    /// Expected output `Y`.
+    #[serde(default)]
+    pub output: Option<TensorValue>,
+    /// Expected gradient of the loss for the input.
+    #[serde(default)]
+    pub grad_input: Option<TensorValue>,
+    /// Expected gradient for `weight`.
+    #[serde(default)]
+    pub grad_weight: Option<TensorValue>,
+    /// Expected gradient for `bias`.
+    #[serde(default)]
+    pub grad_bias: Option<TensorValue>,
+    /// Expected running mean after the step.
+    #[serde(default)]
+    pub running_mean: Option<TensorValue>,
+    /// Expected running variance after the step.
+    #[serde(default)]
+    pub running_var: Option<TensorValue>,
+    /// Expected `num_batches_tracked` after the step.
+    #[serde(default)]
+    pub num_batches_tracked: Option<i64>,
+}
+
+/// PyTorch's `module.train()` / `module.eval()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Training mode.
+    Train,
+    /// Evaluation mode.
+    Eval,
+}
+
+/// A tensor as the golden file stores it: a shape and the row-major values.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TensorValue {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f64>,
+}
+
+impl GoldenFile {
+    /// Reads and parses a golden file.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not in the golden format; the message names the
+    /// file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read golden file {}: {err}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|err| format!("{} is not a golden file: {err}", path.display()))
+    }
+}
+
+impl TensorValue {
+    /// Checks that the shape holds exactly the stored number of values.
+    pub fn validate(&self, what: &str) -> Result<(), String> {
+        let expected: usize = self.shape.iter().product();
+        if expected == self.data.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: shape {:?} needs {expected} values, the file has {}",
+                self.shape,
+                self.data.len()
+            ))
+        }
+    }
+}

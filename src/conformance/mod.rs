@@ -1,0 +1,248 @@
+//! Runs PyTorch golden cases (the format of `shared/conformance/gen_golden.py`) through the
+//! layers of `bn-layers` and compares every output, gradient and running statistic.
+//!
+//! Each case builds a layer from PyTorch's class name and keyword arguments, loads its
+//! parameters and initial running statistics, then runs the steps in order in train or eval
+//! mode, carrying the running statistics across steps. A step either produces outputs, checked
+//! against `output`, the gradients of `sum(output * upstream)` and the running statistics
+//! afterwards, or must fail with the named [`NormError`](bn_layers::NormError) kind. Nothing
+//! here looks at case names.
+
+mod golden;
+mod layer;
+
+pub use golden::{Case, GoldenFile, Mode, Step, TensorValue};
+pub use layer::AnyLayer;
+
+use bn_layers::{ComputePath, NormError};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// How to run a golden file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The device to run on; autodiff is added for the gradients.
+    pub device: Device,
+    /// The compute path of the layers.
+    pub path: ComputePath,
+    /// Allowed error: `|got - expected| <= tolerance * max(1, |expected|)`.
+    pub tolerance: f64,
+}
+
+/// The verdict on one case.
+#[derive(Debug)]
+pub struct CaseReport {
+    /// The case's name.
+    pub name: String,
+    /// Every mismatch found; empty when the case passed.
+    pub failures: Vec<String>,
+}
+
+impl CaseReport {
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// One line: `ok   name` or `FAIL name: first problem (+N more)`.
+    pub fn line(&self) -> String {
+        match self.failures.as_slice() {
+            [] => format!("ok   {}", self.name),
+            [only] => format!("FAIL {}: {only}", self.name),
+            [first, rest @ ..] => format!("FAIL {}: {first} (+{} more)", self.name, rest.len()),
+        }
+    }
+}
+
+/// Runs every case of `file`, calling `report` after each, and returns `(passed, failed)`.
+pub fn run_file(
+    file: &GoldenFile,
+    options: &RunOptions,
+    mut report: impl FnMut(&CaseReport),
+) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for case in &file.cases {
+        let verdict = run_case(case, options);
+        if verdict.passed() {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
+        }
+        report(&verdict);
+    }
+    counts
+}
+
+/// Runs one case.
+pub fn run_case(case: &Case, options: &RunOptions) -> CaseReport {
+    let failures = match check_case(case, options) {
+        Ok(failures) => failures,
+        Err(problem) => vec![problem],
+    };
+    CaseReport {
+        name: case.name.clone(),
+        failures,
+    }
+}
+
+fn check_case(case: &Case, options: &RunOptions) -> Result<Vec<String>, String> {
+    let device = options.device.clone().autodiff();
+    let built = AnyLayer::build(case, options.path, &device)?;
+    let mut layer = match (built, &case.init_error) {
+        (Err(err), Some(kind)) if err.kind() == kind => return Ok(Vec::new()),
+        (Err(err), _) => return Err(format!("init failed: {err} ({})", err.kind())),
+        (Ok(_), Some(kind)) => return Err(format!("init succeeded, expected {kind}")),
+        (Ok(layer), None) => layer,
+    };
+    layer.load_initial_state(case, &device)?;
+
+    let mut failures = Vec::new();
+    for (index, step) in case.steps.iter().enumerate() {
+        layer = layer.set_training(step.mode == Mode::Train);
+        let at = |what: &str| format!("step {index} ({:?}) {what}", step.mode);
+        let result = run_step(&layer, step, &device);
+        match (result, &step.error) {
+            (Err(StepError::Norm(err)), Some(kind)) if err.kind() == kind => {}
+            (Err(StepError::Norm(err)), _) => {
+                failures.push(at(&format!("failed: {err} ({})", err.kind())))
+            }
+            (Err(StepError::Case(problem)), _) => return Err(at(&problem)),
+            (Ok(_), Some(kind)) => failures.push(at(&format!("accepted, expected {kind}"))),
+            (Ok(got), None) => {
+                let (gamma, beta) = layer.params();
+                let compare = |what: &str, got: Option<&[f64]>, want: Option<&TensorValue>| {
+                    compare(got, want, options.tolerance)
+                        .map(|problem| at(&format!("{what}: {problem}")))
+                };
+                let (mean, var, count) = layer.running_state();
+                let mean = mean.map(host);
+                let var = var.map(host);
+                failures.extend(
+                    [
+                        compare("output", Some(&got.output), step.output.as_ref()),
+                        compare(
+                            "grad_input",
+                            Some(&got.grad_input),
+                            step.grad_input.as_ref(),
+                        ),
+                        compare(
+                            "grad_weight",
+                            gamma.and(got.grad_weight.as_deref()),
+                            step.grad_weight.as_ref(),
+                        ),
+                        compare(
+                            "grad_bias",
+                            beta.and(got.grad_bias.as_deref()),
+                            step.grad_bias.as_ref(),
+                        ),
+                        compare("running_mean", mean.as_deref(), step.running_mean.as_ref()),
+                        compare("running_var", var.as_deref(), step.running_var.as_ref()),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                );
+                if count != step.num_batches_tracked {
+                    failures.push(at(&format!(
+                        "num_batches_tracked: got {count:?}, expected {:?}",
+                        step.num_batches_tracked
+                    )));
+                }
+            }
+        }
+    }
+    Ok(failures)
+}
+
+enum StepError {
+    /// The layer refused the input.
+    Norm(NormError),
+    /// The step itself is malformed or unsupported.
+    Case(String),
+}
+
+struct StepOutputs {
+    output: Vec<f64>,
+    grad_input: Vec<f64>,
+    grad_weight: Option<Vec<f64>>,
+    grad_bias: Option<Vec<f64>>,
+}
+
+fn run_step(layer: &AnyLayer, step: &Step, device: &Device) -> Result<StepOutputs, StepError> {
+    step.input.validate("input").map_err(StepError::Case)?;
+    match step.input.shape.len() {
+        1 => run_ranked::<1>(layer, step, device),
+        2 => run_ranked::<2>(layer, step, device),
+        3 => run_ranked::<3>(layer, step, device),
+        4 => run_ranked::<4>(layer, step, device),
+        5 => run_ranked::<5>(layer, step, device),
+        6 => run_ranked::<6>(layer, step, device),
+        rank => Err(StepError::Case(format!(
+            "rank {rank} inputs are not supported (1 to 6)"
+        ))),
+    }
+}
+
+fn run_ranked<const D: usize>(
+    layer: &AnyLayer,
+    step: &Step,
+    device: &Device,
+) -> Result<StepOutputs, StepError> {
+    let tensor = |value: &TensorValue| -> Tensor<D> {
+        Tensor::from_data(
+            TensorData::new(value.data.clone(), value.shape.clone()),
+            device,
+        )
+    };
+    let x = tensor(&step.input).require_grad();
+    let y = layer.try_forward(x.clone()).map_err(StepError::Norm)?;
+    let upstream = match &step.upstream {
+        Some(upstream) => {
+            upstream.validate("upstream").map_err(StepError::Case)?;
+            if upstream.shape != step.input.shape {
+                return Err(StepError::Case("upstream and input shapes differ".into()));
+            }
+            tensor(upstream)
+        }
+        None => Tensor::ones(y.dims(), device),
+    };
+    let grads = (y.clone() * upstream).sum().backward();
+    let (gamma, beta) = layer.params();
+    let numel = step.input.data.len();
+    Ok(StepOutputs {
+        output: host(y),
+        grad_input: x.grad(&grads).map(host).unwrap_or_else(|| vec![0.0; numel]),
+        grad_weight: gamma.and_then(|p| p.grad(&grads)).map(host),
+        grad_bias: beta.and_then(|p| p.grad(&grads)).map(host),
+    })
+}
+
+fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
+    tensor.into_data().iter::<f64>().collect()
+}
+
+/// `None` when `got` matches `want` within tolerance, else what is wrong.
+fn compare(got: Option<&[f64]>, want: Option<&TensorValue>, tolerance: f64) -> Option<String> {
+    let (got, want) = match (got, want) {
+        (None, None) => return None,
+        (Some(_), None) => return Some("the layer has a value, PyTorch has none".into()),
+        (None, Some(_)) => return Some("missing: PyTorch has a value, the layer none".into()),
+        (Some(got), Some(want)) => (got, want),
+    };
+    if got.len() != want.data.len() {
+        return Some(format!(
+            "{} values, expected {} (shape {:?})",
+            got.len(),
+            want.data.len(),
+            want.shape
+        ));
+    }
+    let worst = got
+        .iter()
+        .zip(&want.data)
+        .enumerate()
+        .map(|(i, (&g, &w))| (i, g, w, (g - w).abs() / w.abs().max(1.0)))
+        .max_by(|a, b| a.3.total_cmp(&b.3).then(std::cmp::Ordering::Greater))?;
+    let (index, g, w, err) = worst;
+    (err.is_nan() || err > tolerance).then(|| {
+        format!("error {err:.2e} > {tolerance:.0e} at index {index} (got {g}, expected {w})")
+    })
+}

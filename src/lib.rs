@@ -1,0 +1,15 @@
+//! burn-batchnorm: PyTorch-exact batch normalization and its relatives for Burn, with the
+//! models, training pipeline and experiments that show what batch normalization does.
+//!
+//! The layers live in [`bn_layers`], the models in [`bn_models`], training in [`bn_train`].
+//! This root package chooses the backend from its cargo features ([`select_device`]) and
+//! holds the PyTorch conformance runner ([`conformance`]) used by the `conformance` example
+//! and the integration tests.
+
+#[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu")))]
+compile_error!("enable at least one backend feature: flex (default), ndarray or wgpu");
+
+mod backend;
+pub mod conformance;
+
+pub use backend::{BackendKind, select_device};

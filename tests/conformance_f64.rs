@@ -1,0 +1,22 @@
+//! Every case of `tests/data/pytorch_golden.json` on flex in float64, through both compute
+//! paths, with the runner of the `conformance` example.
+//!
+//! The file is a byte-for-byte copy of `shared/conformance/golden.json`, written by
+//! `shared/conformance/gen_golden.py` from PyTorch 2.x in float64 (outputs, gradients and
+//! running statistics) and re-derived in numpy by `verify_golden.py`; CI checks the copy.
+
+mod common;
+
+use bn_layers::ComputePath;
+use burn::tensor::{Device, FloatDType};
+
+#[test]
+fn golden_cases_pass_in_f64_on_both_paths() {
+    let mut device = Device::flex();
+    device
+        .configure(FloatDType::F64)
+        .expect("flex supports f64");
+    for path in [ComputePath::Fused, ComputePath::Composed] {
+        common::assert_golden_passes(device.clone(), path, 1e-9);
+    }
+}

@@ -1,0 +1,16 @@
+//! Every case of `tests/data/pytorch_golden.json` (PyTorch 2.x float64 vectors, see
+//! `conformance_f64.rs`) on wgpu in float32 (lavapipe where there is no GPU).
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use bn_layers::ComputePath;
+use burn_batchnorm::BackendKind;
+
+#[test]
+fn golden_cases_pass_on_wgpu_in_f32() {
+    let device = BackendKind::Wgpu.device().expect("wgpu is compiled in");
+    for path in [ComputePath::Fused, ComputePath::Composed] {
+        common::assert_golden_passes(device.clone(), path, 1e-4);
+    }
+}
