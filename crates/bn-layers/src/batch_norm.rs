@@ -61,6 +61,22 @@ pub struct BatchNormConfig {
 /// # Shapes
 /// - input: `[N, C, ...]`, restricted by [`BatchNormConfig::input_rank`].
 /// - output: the input's shape.
+///
+/// # Example
+/// ```
+/// use bn_layers::BatchNormConfig;
+/// use burn::module::Module;
+/// use burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex().autodiff();
+/// let bn = BatchNormConfig::new_1d(2).with_momentum(None).init(&device); // cumulative average
+/// let x = Tensor::<2>::from_data([[1.0, 2.0], [3.0, 6.0]], &device);
+/// bn.forward(x);
+/// let (mean, var) = bn.running_stats().unwrap();
+/// assert_eq!(mean.into_data().to_vec::<f32>().unwrap(), [2.0, 4.0]);
+/// assert_eq!(var.into_data().to_vec::<f32>().unwrap(), [2.0, 8.0]); // unbiased
+/// assert_eq!(bn.num_batches_tracked(), Some(1));
+/// ```
 #[derive(Module, Debug)]
 pub struct BatchNorm {
     /// Learnable per-channel scale (PyTorch's `weight`), `[C]`; `None` without `affine`.
@@ -218,7 +234,7 @@ impl BatchNorm {
                 .as_ref()
                 .map(BatchCounter::increment);
             let factor = match (self.momentum, count) {
-                (None, Some(count)) => UpdateFactor::Cumulative(count.float().recip()),
+                (None, Some(count)) => UpdateFactor::Cumulative(Box::new(count.float().recip())),
                 (momentum, _) => UpdateFactor::Momentum(momentum.unwrap_or(0.0)),
             };
             update_running_stats(
@@ -335,7 +351,7 @@ mod tests {
             ], 1e-6);
             // A single sample is fine in evaluation.
             assert_close(
-                bn.forward(x.slice([0..1])),
+                bn.forward(x.narrow(0, 0, 1)),
                 &[2.4999975000046875, 1.9999600011999599, 1.0],
                 1e-6,
             );
@@ -359,7 +375,7 @@ mod tests {
             0.9999950000374997, 0.9999800005999799, -0.9999950000374996,
             -0.9999950000374997, -0.9999800005999799, 0.9999950000374999,
         ], 1e-6);
-        let err = bn.try_forward(x.slice([0..1])).unwrap_err();
+        let err = bn.try_forward(x.narrow(0, 0, 1)).unwrap_err();
         assert_eq!(err.kind(), "TooFewValues");
     }
 

@@ -42,6 +42,18 @@ pub struct GroupNormConfig {
 /// # Shapes
 /// - input: `[N, C, ...]` (rank ≥ 2)
 /// - output: the input's shape.
+///
+/// # Example
+/// ```
+/// use bn_layers::GroupNormConfig;
+/// use burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex();
+/// let gn = GroupNormConfig::new(2, 6).init(&device); // nn.GroupNorm(2, 6)
+/// let y = gn.forward(Tensor::<4>::ones([1, 6, 4, 4], &device));
+/// assert_eq!(y.dims(), [1, 6, 4, 4]);
+/// assert!(GroupNormConfig::new(4, 6).try_init(&device).is_err()); // 6 % 4 != 0
+/// ```
 #[derive(Module, Debug)]
 pub struct GroupNorm {
     /// Learnable per-channel scale, `[C]`; `None` without `affine`.
@@ -68,7 +80,7 @@ impl GroupNormConfig {
     pub fn try_init(&self, device: &Device) -> Result<GroupNorm, NormError> {
         check_nonzero("GroupNorm", "num_groups", self.num_groups)?;
         check_nonzero("GroupNorm", "num_channels", self.num_channels)?;
-        if self.num_channels % self.num_groups != 0 {
+        if !self.num_channels.is_multiple_of(self.num_groups) {
             return Err(NormError::GroupsNotDivisible {
                 num_groups: self.num_groups,
                 num_channels: self.num_channels,
@@ -121,7 +133,7 @@ impl GroupNorm {
         }
         let [n, c, spatial] = channel_major(&dims);
         let g = self.num_groups;
-        if c % g != 0 {
+        if !c.is_multiple_of(g) {
             return Err(NormError::ChannelMismatch {
                 layer: "GroupNorm",
                 reason: format!("{c} input channels are not divisible by num_groups={g}"),
@@ -162,5 +174,63 @@ impl GroupNorm {
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         self.try_forward(input)
             .unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected values: PyTorch 2.x float64 output printed by
+    //! `shared/conformance/semantics_probe.py` (sections 5 and 8), or computed by hand.
+
+    use super::*;
+    use crate::test_util::{assert_close, tensor, train_device};
+
+    #[test]
+    fn nan_poisons_only_its_own_group() {
+        let device = train_device();
+        let gn = GroupNormConfig::new(1, 2).init(&device);
+        let x = tensor([1.0, 2.0, f64::NAN, 3.0, 2.0, 5.0, 4.0, 1.0], [4, 2], &device);
+        let y: Vec<f64> = gn.forward(x).into_data().iter::<f64>().collect();
+        assert!(y[2].is_nan() && y[3].is_nan());
+        let want = [-0.9999800005999799, 0.9999800005999799];
+        assert!((y[0] - want[0]).abs() < 1e-6 && (y[1] - want[1]).abs() < 1e-6, "{y:?}");
+        assert!((y[6] - 0.9999977777851852).abs() < 1e-6, "{y:?}");
+    }
+
+    #[test]
+    fn groups_are_normalized_separately_with_per_channel_affine() {
+        // By hand: sample [0, 2 | 10, 14] with 2 groups of 2 channels (spatial 1):
+        // group 0 has mean 1, var 1; group 1 mean 12, var 4.
+        let device = train_device();
+        let mut gn = GroupNormConfig::new(2, 4).init(&device);
+        gn.gamma = Some(Param::from_tensor(tensor([1.0, 2.0, 3.0, 4.0], [4], &device)));
+        gn.beta = Some(Param::from_tensor(tensor([0.0, 0.0, 1.0, 1.0], [4], &device)));
+        let y = gn.forward(tensor([0.0, 2.0, 10.0, 14.0], [1, 4], &device));
+        let a = 1.0 / (1.0f64 + 1e-5).sqrt();
+        let b = 2.0 / (4.0f64 + 1e-5).sqrt();
+        assert_close(y, &[-a, 2.0 * a, 1.0 - 3.0 * b, 1.0 + 4.0 * b], 1e-6);
+    }
+
+    #[test]
+    fn errors_match_pytorch_checks() {
+        let device = train_device();
+        let err = GroupNormConfig::new(4, 6).try_init(&device).unwrap_err();
+        assert_eq!(err.kind(), "GroupsNotDivisible");
+        assert_eq!(
+            err.to_string(),
+            "GroupNorm: num_channels (6) must be divisible by num_groups (4)"
+        );
+        let gn = GroupNormConfig::new(2, 6).init(&device);
+        let not_divisible = gn.try_forward(Tensor::<3>::ones([2, 5, 5], &device));
+        assert_eq!(not_divisible.unwrap_err().kind(), "ChannelMismatch");
+        let wrong = gn.try_forward(Tensor::<3>::ones([2, 4, 5], &device));
+        assert_eq!(wrong.unwrap_err().kind(), "ChannelMismatch");
+        let rank = gn.try_forward(Tensor::<1>::ones([6], &device));
+        assert_eq!(rank.unwrap_err().kind(), "InvalidRank");
+        let one = GroupNormConfig::new(6, 6).init(&device);
+        let err = one.try_forward(Tensor::<2>::ones([1, 6], &device));
+        assert_eq!(err.unwrap_err().kind(), "TooFewValues");
+        // PyTorch lets one element per group through when the batch has more than one sample.
+        assert!(one.try_forward(Tensor::<2>::ones([4, 6], &device)).is_ok());
     }
 }

@@ -55,6 +55,17 @@ pub struct InstanceNormConfig {
 /// # Shapes
 /// - input: `[N, C, ...]`, or unbatched `[C, ...]` under a `D1`/`D2`/`D3` [`InputRank`].
 /// - output: the input's shape.
+///
+/// # Example
+/// ```
+/// use bn_layers::InstanceNormConfig;
+/// use burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex();
+/// let layer = InstanceNormConfig::new_2d(3).init(&device); // nn.InstanceNorm2d(3)
+/// let y = layer.forward(Tensor::<3>::ones([3, 8, 8], &device)); // unbatched [C, H, W]
+/// assert_eq!(y.dims(), [3, 8, 8]);
+/// ```
 #[derive(Module, Debug)]
 pub struct InstanceNorm {
     /// Learnable per-channel scale, `[C]`; `None` without `affine`.
@@ -248,5 +259,75 @@ impl InstanceNorm {
     /// PyTorch's `num_batches_tracked` (always 0 for InstanceNorm), if tracked.
     pub fn num_batches_tracked(&self) -> Option<i64> {
         self.num_batches_tracked.as_ref().map(BatchCounter::count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Behavior checked against `shared/conformance/semantics_probe.py` (section 9) and its
+    //! output; numbers computed by hand.
+
+    use super::*;
+    use crate::test_util::{assert_close, tensor, train_device};
+
+    #[test]
+    fn each_instance_is_normalized_over_its_positions() {
+        // By hand: rows (1, 3), (10, 20) -> means 2, 15; biased variances 1, 25.
+        let device = train_device();
+        let layer = InstanceNormConfig::new_1d(2).init(&device);
+        let y = layer.forward(tensor([1.0, 3.0, 10.0, 20.0], [1, 2, 2], &device));
+        let a = 1.0 / (1.0f64 + 1e-5).sqrt();
+        let b = 5.0 / (25.0f64 + 1e-5).sqrt();
+        assert_close(y, &[-a, a, -b, b], 1e-6);
+    }
+
+    #[test]
+    fn running_statistics_average_instances_and_never_count() {
+        // By hand: instances (1, 3) and (5, 9) of channel 0: means 2 and 7 (average 4.5),
+        // unbiased variances 2 and 8 (average 5). Channel 1 is constant 0.
+        let device = train_device();
+        let layer = InstanceNormConfig::new_1d(2)
+            .with_track_running_stats(true)
+            .init(&device);
+        let x = tensor([1.0, 3.0, 0.0, 0.0, 5.0, 9.0, 0.0, 0.0], [2, 2, 2], &device);
+        layer.forward(x);
+        let (mean, var) = layer.running_stats().unwrap();
+        assert_close(mean, &[0.45, 0.0], 1e-6);
+        assert_close(var, &[0.9 + 0.5, 0.9], 1e-6);
+        assert_eq!(layer.num_batches_tracked(), Some(0));
+        // Evaluation uses them, even for a single position.
+        let eval = crate::set_training(layer, false);
+        let y = eval.forward(tensor([0.45, 0.0], [1, 2, 1], &device));
+        assert_close(y, &[0.0, 0.0], 1e-6);
+    }
+
+    #[test]
+    fn unbatched_inputs_follow_the_rank_rule() {
+        let device = train_device();
+        // InstanceNorm1d on 2D input is unbatched [C, L]: here C = 4 although num_features = 3
+        // (allowed without affine or running statistics, as in PyTorch).
+        let layer = InstanceNormConfig::new_1d(3).init(&device);
+        assert_eq!(layer.forward(Tensor::<2>::ones([4, 3], &device)).dims(), [4, 3]);
+        let in2d = InstanceNormConfig::new_2d(3).init(&device);
+        assert_eq!(in2d.forward(Tensor::<3>::ones([3, 4, 4], &device)).dims(), [3, 4, 4]);
+        let err = in2d.try_forward(Tensor::<2>::ones([2, 3], &device)).unwrap_err();
+        assert_eq!(err.kind(), "InvalidRank");
+        let err = in2d
+            .try_forward(Tensor::<4>::ones([2, 3, 1, 1], &device))
+            .unwrap_err();
+        assert_eq!(err.kind(), "TooFewValues");
+    }
+
+    #[test]
+    fn channel_checks_apply_only_with_per_channel_state() {
+        let device = train_device();
+        let x = Tensor::<4>::ones([2, 4, 5, 5], &device);
+        assert!(InstanceNormConfig::new_2d(3).init(&device).try_forward(x.clone()).is_ok());
+        let affine = InstanceNormConfig::new_2d(3).with_affine(true).init(&device);
+        assert_eq!(affine.try_forward(x.clone()).unwrap_err().kind(), "ChannelMismatch");
+        let tracked = InstanceNormConfig::new_2d(3)
+            .with_track_running_stats(true)
+            .init(&device);
+        assert_eq!(tracked.try_forward(x).unwrap_err().kind(), "ChannelMismatch");
     }
 }

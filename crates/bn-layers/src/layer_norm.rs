@@ -45,6 +45,17 @@ pub struct LayerNormConfig {
 /// # Shapes
 /// - input: `[*, normalized_shape...]` (leading dimensions optional)
 /// - output: the input's shape.
+///
+/// # Example
+/// ```
+/// use bn_layers::LayerNormConfig;
+/// use burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex();
+/// let ln = LayerNormConfig::new(vec![3, 4]).init(&device); // nn.LayerNorm((3, 4))
+/// let y = ln.forward(Tensor::<3>::ones([2, 3, 4], &device));
+/// assert_eq!(y.dims(), [2, 3, 4]);
+/// ```
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     /// Learnable elementwise scale, flattened `normalized_shape`; `None` without
@@ -142,5 +153,85 @@ impl LayerNorm {
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         self.try_forward(input)
             .unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected values: PyTorch 2.x float64 output printed by
+    //! `shared/conformance/semantics_probe.py` (section 8), or computed by hand where noted.
+
+    use super::*;
+    use crate::test_util::{assert_close, tensor, train_device};
+
+    #[test]
+    fn nan_poisons_only_its_own_row() {
+        let device = train_device();
+        let ln = LayerNormConfig::new(vec![2]).init(&device);
+        let x = tensor([1.0, 2.0, f64::NAN, 3.0, 2.0, 5.0, 4.0, 1.0], [4, 2], &device);
+        let y: Vec<f64> = ln.forward(x).into_data().iter::<f64>().collect();
+        assert!(y[2].is_nan() && y[3].is_nan());
+        let finite = [y[0], y[1], y[4], y[5], y[6], y[7]];
+        #[rustfmt::skip]
+        let want = [
+            -0.9999800005999799, 0.9999800005999799,
+            -0.9999977777851852, 0.9999977777851852,
+            0.9999977777851852, -0.9999977777851852,
+        ];
+        for (g, w) in finite.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{finite:?}");
+        }
+    }
+
+    #[test]
+    fn normalizes_over_several_trailing_dimensions() {
+        // By hand: each [2, 2] block of (0, 1, 2, 3) has mean 1.5 and biased variance 1.25.
+        let device = train_device();
+        let ln = LayerNormConfig::new(vec![2, 2])
+            .with_path(ComputePath::Composed)
+            .init(&device);
+        let x = tensor([0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0], [2, 2, 2], &device);
+        let s = (1.25f64 + 1e-5).sqrt();
+        let row = [-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s];
+        let want: Vec<f64> = row.iter().chain(&row).copied().collect();
+        assert_close(ln.forward(x), &want, 1e-5);
+    }
+
+    #[test]
+    fn a_single_element_gives_the_bias() {
+        let device = train_device();
+        let mut ln = LayerNormConfig::new(vec![1]).init(&device);
+        ln.beta = Some(Param::from_tensor(tensor([0.25], [1], &device)));
+        assert_close(
+            ln.forward(tensor([3.0, -7.0], [2, 1], &device)),
+            &[0.25, 0.25],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn trailing_shape_must_match() {
+        let device = train_device();
+        let ln = LayerNormConfig::new(vec![3, 5]).init(&device);
+        let err = ln.try_forward(Tensor::<3>::ones([4, 5, 3], &device)).unwrap_err();
+        assert_eq!(err.kind(), "NormalizedShapeMismatch");
+        let message = err.to_string();
+        assert!(message.contains("[*, 3, 5]") && message.contains("[4, 5, 3]"), "{message}");
+        // No leading dimensions are needed.
+        assert!(ln.try_forward(Tensor::<2>::ones([3, 5], &device)).is_ok());
+    }
+
+    #[test]
+    fn parameters_follow_elementwise_affine_and_bias() {
+        let device = train_device();
+        let ln = LayerNormConfig::new(vec![3, 5]).with_bias(false).init(&device);
+        assert_eq!(ln.gamma.as_ref().unwrap().dims(), [15]);
+        assert!(ln.beta.is_none());
+        let bare = LayerNormConfig::new(vec![4])
+            .with_elementwise_affine(false)
+            .init(&device);
+        assert!(bare.gamma.is_none() && bare.beta.is_none());
+        let err = LayerNormConfig::new(vec![]).try_init(&device).unwrap_err();
+        assert_eq!(err.kind(), "InvalidConfig");
     }
 }

@@ -9,7 +9,7 @@ pub(crate) enum UpdateFactor {
     Momentum(f64),
     /// `1 / num_batches_tracked` (after its increment): the cumulative average of every batch
     /// seen so far. PyTorch's `momentum=None`.
-    Cumulative(Tensor<1>),
+    Cumulative(Box<Tensor<1>>),
 }
 
 /// Moves the running mean and variance towards a batch's mean and **unbiased** variance.
@@ -46,7 +46,7 @@ fn blend(running: Tensor<1>, batch: Tensor<1>, factor: &UpdateFactor) -> Tensor<
     match factor {
         UpdateFactor::Momentum(m) => running.mul_scalar(1.0 - m) + batch.mul_scalar(*m),
         UpdateFactor::Cumulative(f) => {
-            running * f.clone().neg().add_scalar(1.0) + batch * f.clone()
+            running * f.clone().neg().add_scalar(1.0) + batch * (**f).clone()
         }
     }
 }
