@@ -1,1 +1,105 @@
-//! Models with a selectable normalization layer (filled by the training-pipeline issue).
+//! The models of the batch-normalization experiments, each with its normalization layer
+//! chosen by a [`NormKind`]: ours (PyTorch-exact), Burn's built-in BatchNorm, GroupNorm,
+//! LayerNorm, or none.
+//!
+//! | model | architecture | parameters (BN) |
+//! |---|---|---|
+//! | [`BnLeNet`] | D2L's LeNet-5 with BN after every layer but the last | 44,878 (none: 44,426) |
+//! | [`MlpWithBn`] | 784-256-BN-ReLU-256-BN-ReLU-10 | 270,346 |
+//! | [`MoonsMlp`] | 2-64-BN-ReLU-2 | 450 |
+
+mod lenet;
+mod mlp;
+mod moons;
+mod norm;
+
+pub use lenet::{BnLeNet, BnLeNetConfig};
+pub use mlp::{MlpWithBn, MlpWithBnConfig};
+pub use moons::{MoonsMlp, MoonsMlpConfig};
+pub use norm::{Norm, NormKind};
+
+use burn::tensor::Tensor;
+
+/// A model that maps a batch of `[N, 1, 28, 28]` images to class logits `[N, classes]`.
+pub trait ImageClassifier {
+    /// Class logits.
+    fn classify(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// The first normalization layer, whose learned `γ` and `β` reports print.
+    fn first_norm(&self) -> Option<&crate::Norm>;
+}
+
+/// The number of trainable values in `module`: float parameters that require gradients.
+///
+/// Burn's [`Module::num_params`](burn::module::Module::num_params) also counts running
+/// statistics; PyTorch's `sum(p.numel() for p in model.parameters())` does not, and neither
+/// does this. Count on a module built on an autodiff device (elsewhere nothing requires
+/// gradients).
+pub fn trainable_params<M: burn::module::Module>(module: &M) -> usize {
+    use burn::module::{ModuleVisitor, Param};
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn device() -> Device {
+        Device::flex().autodiff()
+    }
+
+    #[test]
+    fn lenet_parameter_counts_match_the_seed() {
+        // D2L / the seeds' PyTorch count (shared/baselines/params.out).
+        let with_bn = BnLeNetConfig::new().init(&device());
+        assert_eq!(trainable_params(&with_bn), 44_878);
+        let burn_bn = BnLeNetConfig::new().with_norm(NormKind::Burn).init(&device());
+        assert_eq!(trainable_params(&burn_bn), 44_878);
+        let plain = BnLeNetConfig::new().with_norm(NormKind::None).init(&device());
+        assert_eq!(trainable_params(&plain), 44_426);
+    }
+
+    #[test]
+    fn mlp_parameter_counts_match_the_seed() {
+        assert_eq!(trainable_params(&MlpWithBnConfig::new().init(&device())), 270_346);
+        let no_bias = MlpWithBnConfig::new().with_hidden_bias(false).init(&device());
+        assert_eq!(trainable_params(&no_bias), 270_346 - 2 * 256);
+        // 2*64+64 + 2*64 (BN) + 64*2+2
+        assert_eq!(trainable_params(&MoonsMlpConfig::new().init(&device())), 450);
+    }
+
+    #[test]
+    fn every_norm_kind_gives_logits_of_the_right_shape() {
+        let images = Tensor::<4>::ones([3, 1, 28, 28], &device());
+        for norm in NormKind::ALL {
+            let lenet = BnLeNetConfig::new().with_norm(norm).init(&device());
+            assert_eq!(lenet.classify(images.clone()).dims(), [3, 10], "{norm}");
+            let mlp = MlpWithBnConfig::new().with_norm(norm).init(&device());
+            assert_eq!(mlp.classify(images.clone()).dims(), [3, 10], "{norm}");
+            let moons = MoonsMlpConfig::new().with_norm(norm).init(&device());
+            assert_eq!(moons.forward(Tensor::ones([3, 2], &device())).dims(), [3, 2]);
+        }
+    }
+
+    #[test]
+    fn norm_kind_parses_its_names() {
+        for kind in NormKind::ALL {
+            assert_eq!(kind.name().parse::<NormKind>(), Ok(kind));
+        }
+        assert!("batch".parse::<NormKind>().unwrap_err().contains("ours, burn"));
+        assert_eq!(NormKind::groups_for(6), 3);
+        assert_eq!(NormKind::groups_for(120), 4);
+        assert_eq!(NormKind::groups_for(7), 1);
+    }
+}

@@ -1,0 +1,132 @@
+//! The normalization layer a model uses, chosen at construction.
+
+use bn_layers::{BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Which normalization a model puts after its convolutions and hidden linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum NormKind {
+    /// This workspace's PyTorch-exact [`BatchNorm`].
+    #[default]
+    Ours,
+    /// Burn's built-in `burn::nn::BatchNorm` (biased running variance).
+    Burn,
+    /// [`GroupNorm`] with a few channels per group (see [`NormKind::groups_for`]).
+    Group,
+    /// [`LayerNorm`] over each sample's features (`[C, H, W]` after a convolution).
+    Layer,
+    /// No normalization: the plain network.
+    None,
+}
+
+impl NormKind {
+    /// Every kind, in the order above.
+    pub const ALL: [NormKind; 5] = [
+        NormKind::Ours,
+        NormKind::Burn,
+        NormKind::Group,
+        NormKind::Layer,
+        NormKind::None,
+    ];
+
+    /// The lower-case name used on command lines and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            NormKind::Ours => "ours",
+            NormKind::Burn => "burn",
+            NormKind::Group => "group",
+            NormKind::Layer => "layer",
+            NormKind::None => "none",
+        }
+    }
+
+    /// GroupNorm's group count for `channels`: the largest of 4, 3, 2 that divides it, else 1.
+    pub fn groups_for(channels: usize) -> usize {
+        [4, 3, 2]
+            .into_iter()
+            .find(|g| channels.is_multiple_of(*g))
+            .unwrap_or(1)
+    }
+
+    /// Builds the layer for features of shape `[channels, spatial...]` (`spatial` empty after a
+    /// linear layer); `None` for [`NormKind::None`].
+    pub fn build(self, channels: usize, spatial: &[usize], device: &Device) -> Option<Norm> {
+        let mut features = vec![channels];
+        features.extend_from_slice(spatial);
+        let layer = match self {
+            NormKind::Ours => Norm::Ours(BatchNormConfig::new(channels).init(device)),
+            NormKind::Burn => Norm::Burn(burn::nn::BatchNormConfig::new(channels).init(device)),
+            NormKind::Group => Norm::Group(
+                GroupNormConfig::new(Self::groups_for(channels), channels).init(device),
+            ),
+            NormKind::Layer => Norm::Layer(LayerNormConfig::new(features).init(device)),
+            NormKind::None => return None,
+        };
+        Some(layer)
+    }
+}
+
+impl std::fmt::Display for NormKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for NormKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NormKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = NormKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown norm '{s}', expected one of: {}", names.join(", "))
+            })
+    }
+}
+
+/// A normalization layer of any [`NormKind`] but `None`.
+#[derive(Module, Debug)]
+pub enum Norm {
+    /// PyTorch-exact batch normalization.
+    Ours(BatchNorm),
+    /// Burn's built-in batch normalization.
+    Burn(burn::nn::BatchNorm),
+    /// Group normalization.
+    Group(GroupNorm),
+    /// Layer normalization.
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    /// Normalizes `[N, C, ...]` features.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Norm::Ours(layer) => layer.forward(x),
+            Norm::Burn(layer) => layer.forward(x),
+            Norm::Group(layer) => layer.forward(x),
+            Norm::Layer(layer) => layer.forward(x),
+        }
+    }
+
+    /// The learned scale and shift (`γ`, `β`), flattened, where the layer has both.
+    pub fn affine(&self) -> Option<(Tensor<1>, Tensor<1>)> {
+        match self {
+            Norm::Ours(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
+            Norm::Burn(l) => Some((l.gamma.val(), l.beta.val())),
+            Norm::Group(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
+            Norm::Layer(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
+        }
+    }
+}
+
+/// Applies an optional normalization layer.
+pub(crate) fn apply<const D: usize>(norm: &Option<Norm>, x: Tensor<D>) -> Tensor<D> {
+    match norm {
+        Some(norm) => norm.forward(x),
+        None => x,
+    }
+}
