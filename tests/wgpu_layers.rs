@@ -8,7 +8,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use burn_batchnorm::BackendKind;
 
 fn input(device: &Device) -> Tensor<4> {
-    let values: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| ((i * 37) % 23) as f32 * 0.3 - 2.0).collect();
+    let values: Vec<f32> = (0..2 * 3 * 4 * 4)
+        .map(|i| ((i * 37) % 23) as f32 * 0.3 - 2.0)
+        .collect();
     Tensor::from_data(TensorData::new(values, [2, 3, 4, 4]), device)
 }
 

@@ -189,11 +189,18 @@ mod tests {
     fn nan_poisons_only_its_own_group() {
         let device = train_device();
         let gn = GroupNormConfig::new(1, 2).init(&device);
-        let x = tensor([1.0, 2.0, f64::NAN, 3.0, 2.0, 5.0, 4.0, 1.0], [4, 2], &device);
+        let x = tensor(
+            [1.0, 2.0, f64::NAN, 3.0, 2.0, 5.0, 4.0, 1.0],
+            [4, 2],
+            &device,
+        );
         let y: Vec<f64> = gn.forward(x).into_data().iter::<f64>().collect();
         assert!(y[2].is_nan() && y[3].is_nan());
         let want = [-0.9999800005999799, 0.9999800005999799];
-        assert!((y[0] - want[0]).abs() < 1e-6 && (y[1] - want[1]).abs() < 1e-6, "{y:?}");
+        assert!(
+            (y[0] - want[0]).abs() < 1e-6 && (y[1] - want[1]).abs() < 1e-6,
+            "{y:?}"
+        );
         assert!((y[6] - 0.9999977777851852).abs() < 1e-6, "{y:?}");
     }
 
@@ -203,8 +210,16 @@ mod tests {
         // group 0 has mean 1, var 1; group 1 mean 12, var 4.
         let device = train_device();
         let mut gn = GroupNormConfig::new(2, 4).init(&device);
-        gn.gamma = Some(Param::from_tensor(tensor([1.0, 2.0, 3.0, 4.0], [4], &device)));
-        gn.beta = Some(Param::from_tensor(tensor([0.0, 0.0, 1.0, 1.0], [4], &device)));
+        gn.gamma = Some(Param::from_tensor(tensor(
+            [1.0, 2.0, 3.0, 4.0],
+            [4],
+            &device,
+        )));
+        gn.beta = Some(Param::from_tensor(tensor(
+            [0.0, 0.0, 1.0, 1.0],
+            [4],
+            &device,
+        )));
         let y = gn.forward(tensor([0.0, 2.0, 10.0, 14.0], [1, 4], &device));
         let a = 1.0 / (1.0f64 + 1e-5).sqrt();
         let b = 2.0 / (4.0f64 + 1e-5).sqrt();

@@ -307,10 +307,18 @@ mod tests {
         // InstanceNorm1d on 2D input is unbatched [C, L]: here C = 4 although num_features = 3
         // (allowed without affine or running statistics, as in PyTorch).
         let layer = InstanceNormConfig::new_1d(3).init(&device);
-        assert_eq!(layer.forward(Tensor::<2>::ones([4, 3], &device)).dims(), [4, 3]);
+        assert_eq!(
+            layer.forward(Tensor::<2>::ones([4, 3], &device)).dims(),
+            [4, 3]
+        );
         let in2d = InstanceNormConfig::new_2d(3).init(&device);
-        assert_eq!(in2d.forward(Tensor::<3>::ones([3, 4, 4], &device)).dims(), [3, 4, 4]);
-        let err = in2d.try_forward(Tensor::<2>::ones([2, 3], &device)).unwrap_err();
+        assert_eq!(
+            in2d.forward(Tensor::<3>::ones([3, 4, 4], &device)).dims(),
+            [3, 4, 4]
+        );
+        let err = in2d
+            .try_forward(Tensor::<2>::ones([2, 3], &device))
+            .unwrap_err();
         assert_eq!(err.kind(), "InvalidRank");
         let err = in2d
             .try_forward(Tensor::<4>::ones([2, 3, 1, 1], &device))
@@ -322,12 +330,25 @@ mod tests {
     fn channel_checks_apply_only_with_per_channel_state() {
         let device = train_device();
         let x = Tensor::<4>::ones([2, 4, 5, 5], &device);
-        assert!(InstanceNormConfig::new_2d(3).init(&device).try_forward(x.clone()).is_ok());
-        let affine = InstanceNormConfig::new_2d(3).with_affine(true).init(&device);
-        assert_eq!(affine.try_forward(x.clone()).unwrap_err().kind(), "ChannelMismatch");
+        assert!(
+            InstanceNormConfig::new_2d(3)
+                .init(&device)
+                .try_forward(x.clone())
+                .is_ok()
+        );
+        let affine = InstanceNormConfig::new_2d(3)
+            .with_affine(true)
+            .init(&device);
+        assert_eq!(
+            affine.try_forward(x.clone()).unwrap_err().kind(),
+            "ChannelMismatch"
+        );
         let tracked = InstanceNormConfig::new_2d(3)
             .with_track_running_stats(true)
             .init(&device);
-        assert_eq!(tracked.try_forward(x).unwrap_err().kind(), "ChannelMismatch");
+        assert_eq!(
+            tracked.try_forward(x).unwrap_err().kind(),
+            "ChannelMismatch"
+        );
     }
 }

@@ -168,7 +168,11 @@ mod tests {
     fn nan_poisons_only_its_own_row() {
         let device = train_device();
         let ln = LayerNormConfig::new(vec![2]).init(&device);
-        let x = tensor([1.0, 2.0, f64::NAN, 3.0, 2.0, 5.0, 4.0, 1.0], [4, 2], &device);
+        let x = tensor(
+            [1.0, 2.0, f64::NAN, 3.0, 2.0, 5.0, 4.0, 1.0],
+            [4, 2],
+            &device,
+        );
         let y: Vec<f64> = ln.forward(x).into_data().iter::<f64>().collect();
         assert!(y[2].is_nan() && y[3].is_nan());
         let finite = [y[0], y[1], y[4], y[5], y[6], y[7]];
@@ -190,7 +194,11 @@ mod tests {
         let ln = LayerNormConfig::new(vec![2, 2])
             .with_path(ComputePath::Composed)
             .init(&device);
-        let x = tensor([0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0], [2, 2, 2], &device);
+        let x = tensor(
+            [0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0],
+            [2, 2, 2],
+            &device,
+        );
         let s = (1.25f64 + 1e-5).sqrt();
         let row = [-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s];
         let want: Vec<f64> = row.iter().chain(&row).copied().collect();
@@ -213,10 +221,15 @@ mod tests {
     fn trailing_shape_must_match() {
         let device = train_device();
         let ln = LayerNormConfig::new(vec![3, 5]).init(&device);
-        let err = ln.try_forward(Tensor::<3>::ones([4, 5, 3], &device)).unwrap_err();
+        let err = ln
+            .try_forward(Tensor::<3>::ones([4, 5, 3], &device))
+            .unwrap_err();
         assert_eq!(err.kind(), "NormalizedShapeMismatch");
         let message = err.to_string();
-        assert!(message.contains("[*, 3, 5]") && message.contains("[4, 5, 3]"), "{message}");
+        assert!(
+            message.contains("[*, 3, 5]") && message.contains("[4, 5, 3]"),
+            "{message}"
+        );
         // No leading dimensions are needed.
         assert!(ln.try_forward(Tensor::<2>::ones([3, 5], &device)).is_ok());
     }
@@ -224,7 +237,9 @@ mod tests {
     #[test]
     fn parameters_follow_elementwise_affine_and_bias() {
         let device = train_device();
-        let ln = LayerNormConfig::new(vec![3, 5]).with_bias(false).init(&device);
+        let ln = LayerNormConfig::new(vec![3, 5])
+            .with_bias(false)
+            .init(&device);
         assert_eq!(ln.gamma.as_ref().unwrap().dims(), [15]);
         assert!(ln.beta.is_none());
         let bare = LayerNormConfig::new(vec![4])

@@ -8,8 +8,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use crate::norm::{Norm, NormKind, apply};
 use crate::ImageClassifier;
+use crate::norm::{Norm, NormKind, apply};
 
 /// Configuration of [`BnLeNet`].
 #[derive(Config, Debug)]

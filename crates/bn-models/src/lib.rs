@@ -64,19 +64,31 @@ mod tests {
         // D2L / the seeds' PyTorch count (shared/baselines/params.out).
         let with_bn = BnLeNetConfig::new().init(&device());
         assert_eq!(trainable_params(&with_bn), 44_878);
-        let burn_bn = BnLeNetConfig::new().with_norm(NormKind::Burn).init(&device());
+        let burn_bn = BnLeNetConfig::new()
+            .with_norm(NormKind::Burn)
+            .init(&device());
         assert_eq!(trainable_params(&burn_bn), 44_878);
-        let plain = BnLeNetConfig::new().with_norm(NormKind::None).init(&device());
+        let plain = BnLeNetConfig::new()
+            .with_norm(NormKind::None)
+            .init(&device());
         assert_eq!(trainable_params(&plain), 44_426);
     }
 
     #[test]
     fn mlp_parameter_counts_match_the_seed() {
-        assert_eq!(trainable_params(&MlpWithBnConfig::new().init(&device())), 270_346);
-        let no_bias = MlpWithBnConfig::new().with_hidden_bias(false).init(&device());
+        assert_eq!(
+            trainable_params(&MlpWithBnConfig::new().init(&device())),
+            270_346
+        );
+        let no_bias = MlpWithBnConfig::new()
+            .with_hidden_bias(false)
+            .init(&device());
         assert_eq!(trainable_params(&no_bias), 270_346 - 2 * 256);
         // 2*64+64 + 2*64 (BN) + 64*2+2
-        assert_eq!(trainable_params(&MoonsMlpConfig::new().init(&device())), 450);
+        assert_eq!(
+            trainable_params(&MoonsMlpConfig::new().init(&device())),
+            450
+        );
     }
 
     #[test]
@@ -88,7 +100,10 @@ mod tests {
             let mlp = MlpWithBnConfig::new().with_norm(norm).init(&device());
             assert_eq!(mlp.classify(images.clone()).dims(), [3, 10], "{norm}");
             let moons = MoonsMlpConfig::new().with_norm(norm).init(&device());
-            assert_eq!(moons.forward(Tensor::ones([3, 2], &device())).dims(), [3, 2]);
+            assert_eq!(
+                moons.forward(Tensor::ones([3, 2], &device())).dims(),
+                [3, 2]
+            );
         }
     }
 
@@ -97,7 +112,12 @@ mod tests {
         for kind in NormKind::ALL {
             assert_eq!(kind.name().parse::<NormKind>(), Ok(kind));
         }
-        assert!("batch".parse::<NormKind>().unwrap_err().contains("ours, burn"));
+        assert!(
+            "batch"
+                .parse::<NormKind>()
+                .unwrap_err()
+                .contains("ours, burn")
+        );
         assert_eq!(NormKind::groups_for(6), 3);
         assert_eq!(NormKind::groups_for(120), 4);
         assert_eq!(NormKind::groups_for(7), 1);

@@ -6,8 +6,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::norm::{Norm, NormKind, apply};
 use crate::ImageClassifier;
+use crate::norm::{Norm, NormKind, apply};
 
 /// Configuration of [`MlpWithBn`].
 #[derive(Config, Debug)]

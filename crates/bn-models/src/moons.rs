@@ -46,6 +46,7 @@ impl MoonsMlpConfig {
 impl MoonsMlp {
     /// Class logits for 2-D points.
     pub fn forward(&self, points: Tensor<2>) -> Tensor<2> {
-        self.fc2.forward(relu(apply(&self.norm, self.fc1.forward(points))))
+        self.fc2
+            .forward(relu(apply(&self.norm, self.fc1.forward(points))))
     }
 }

@@ -1,6 +1,8 @@
 //! The normalization layer a model uses, chosen at construction.
 
-use bn_layers::{BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig};
+use bn_layers::{
+    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig,
+};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -58,9 +60,9 @@ impl NormKind {
         let layer = match self {
             NormKind::Ours => Norm::Ours(BatchNormConfig::new(channels).init(device)),
             NormKind::Burn => Norm::Burn(burn::nn::BatchNormConfig::new(channels).init(device)),
-            NormKind::Group => Norm::Group(
-                GroupNormConfig::new(Self::groups_for(channels), channels).init(device),
-            ),
+            NormKind::Group => {
+                Norm::Group(GroupNormConfig::new(Self::groups_for(channels), channels).init(device))
+            }
             NormKind::Layer => Norm::Layer(LayerNormConfig::new(features).init(device)),
             NormKind::None => return None,
         };

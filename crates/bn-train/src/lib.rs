@@ -1,1 +1,15 @@
-//! Fashion-MNIST data and training on burn-train (filled by the training-pipeline issue).
+//! Fashion-MNIST data, training on burn-train's `Learner`, and the artifacts of a run:
+//! `config.json`, checkpoints, `metrics.csv`, `curves.svg` and `report.json`.
+
+mod classifier;
+mod config;
+pub mod data;
+mod plot;
+mod report;
+mod train;
+
+pub use classifier::Classifier;
+pub use config::{OptimizerKind, TrainConfig};
+pub use plot::draw_curves;
+pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};
+pub use train::{TrainError, TrainOutcome, last_checkpoint, train};

@@ -1,0 +1,59 @@
+//! The glue between a model and burn-train's `Learner`: the training and inference steps of an
+//! image classifier with cross-entropy loss.
+
+use bn_models::{ImageClassifier, Norm};
+use burn::module::{Module, ModuleDisplay};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::Tensor;
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+
+use crate::data::ImageBatch;
+
+/// Wraps any [`ImageClassifier`] so burn-train can train it.
+#[derive(Module, Debug)]
+pub struct Classifier<M: Module + ModuleDisplay> {
+    /// The wrapped model.
+    pub model: M,
+}
+
+impl<M: Module + ModuleDisplay + ImageClassifier> Classifier<M> {
+    /// Wraps `model`.
+    pub fn new(model: M) -> Self {
+        Self { model }
+    }
+
+    /// Logits and mean cross-entropy loss for a batch.
+    pub fn forward_classification(&self, batch: ImageBatch) -> ClassificationOutput {
+        let logits = self.model.classify(batch.images);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), batch.targets.clone());
+        ClassificationOutput::new(loss, logits, batch.targets)
+    }
+
+    /// The first normalization layer's learned `γ` and `β`, read back to the host.
+    pub fn first_norm_affine(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let host = |t: Tensor<1>| t.into_data().iter::<f32>().collect();
+        let (gamma, beta) = self.model.first_norm().and_then(Norm::affine)?;
+        Some((host(gamma), host(beta)))
+    }
+}
+
+impl<M: Module + ModuleDisplay + ImageClassifier + 'static> TrainStep for Classifier<M> {
+    type Input = ImageBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: ImageBatch) -> TrainOutput<ClassificationOutput> {
+        let item = self.forward_classification(batch);
+        TrainOutput::new(self, item.loss.backward(), item)
+    }
+}
+
+impl<M: Module + ModuleDisplay + ImageClassifier + 'static> InferenceStep for Classifier<M> {
+    type Input = ImageBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: ImageBatch) -> ClassificationOutput {
+        self.forward_classification(batch)
+    }
+}

@@ -1,0 +1,79 @@
+//! What a training run is: the recipe, saved as `config.json` in the artifact directory.
+
+use bn_models::NormKind;
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+/// The optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent (optionally with momentum, no dampening).
+    Sgd,
+    /// Adam with PyTorch's defaults (β = 0.9, 0.999; ε = 1e-8).
+    Adam,
+}
+
+/// The training recipe. Defaults are the seeds' BN-LeNet recipe on Fashion-MNIST.
+#[derive(Config, Debug)]
+pub struct TrainConfig {
+    /// Number of epochs. Default: 10.
+    #[config(default = 10)]
+    pub epochs: usize,
+    /// Mini-batch size. Default: 128.
+    #[config(default = 128)]
+    pub batch_size: usize,
+    /// Learning rate. Default: 0.1.
+    #[config(default = 0.1)]
+    pub lr: f64,
+    /// The optimizer. Default: SGD.
+    #[config(default = "OptimizerKind::Sgd")]
+    pub optimizer: OptimizerKind,
+    /// SGD momentum; 0 for plain SGD. Default: 0.
+    #[config(default = 0.0)]
+    pub momentum: f64,
+    /// The normalization layer of the model. Default: ours.
+    #[config(default = "NormKind::Ours")]
+    pub norm: NormKind,
+    /// Seed of the weight initialization and of the shuffling. Default: 0.
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Train on the first N training images only.
+    pub limit_train: Option<usize>,
+    /// Evaluate on the first N test images only.
+    pub limit_test: Option<usize>,
+    /// Background threads that prepare batches. Default: 2.
+    #[config(default = 2)]
+    pub num_workers: usize,
+}
+
+impl TrainConfig {
+    /// Checks the recipe, naming the flag at fault.
+    ///
+    /// # Errors
+    /// A message naming the bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("--epochs must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return Err(format!(
+                "--batch-size must be at least 2 (batch normalization needs more than one \
+                 sample per batch), got {}",
+                self.batch_size
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("--lr must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!(
+                "--momentum must be in [0, 1), got {}",
+                self.momentum
+            ));
+        }
+        if self.limit_train == Some(0) || self.limit_test == Some(0) {
+            return Err("--limit-train and --limit-test must be at least 1".into());
+        }
+        Ok(())
+    }
+}

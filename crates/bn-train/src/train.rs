@@ -1,0 +1,285 @@
+//! Training on burn-train's `Learner`: data loaders, optimizer, metrics, checkpoints, resume,
+//! and the run's artifacts.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bn_models::{ImageClassifier, trainable_params};
+use burn::config::Config;
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
+use burn::data::dataset::transform::PartialDataset;
+use burn::module::{Module, ModuleDisplay};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, SgdConfig};
+use burn::tensor::Device;
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::{Learner, LearnerSummary, SupervisedTraining};
+
+use crate::classifier::Classifier;
+use crate::config::{OptimizerKind, TrainConfig};
+use crate::data::{FashionMnist, ImageBatcher};
+use crate::report::{EpochMetrics, Report, write_metrics_csv};
+
+/// Why training could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A bad flag or configuration value.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Nothing to resume, or a resume with a different recipe.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    /// Reading or writing an artifact failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Collecting the metrics burn-train logged failed.
+    #[error("reading the training logs: {0}")]
+    Logs(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A finished run: the trained model (in evaluation mode) and what was measured.
+pub struct TrainOutcome<M: Module + ModuleDisplay> {
+    /// The trained classifier, in evaluation mode.
+    pub model: Classifier<M>,
+    /// The run's summary, also written to `report.json`.
+    pub report: Report,
+    /// Per-epoch metrics, also written to `metrics.csv`.
+    pub epochs: Vec<EpochMetrics>,
+}
+
+/// The last epoch with both a model and an optimizer checkpoint in `artifacts/checkpoint`.
+pub fn last_checkpoint(artifacts: &Path) -> Option<usize> {
+    let dir = artifacts.join("checkpoint");
+    std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse()
+                .ok()
+        })
+        .filter(|epoch: &usize| dir.join(format!("optim-{epoch}.bpk")).is_file())
+        .max()
+}
+
+/// Trains `model` on `train`, evaluating on `test` in evaluation mode after every epoch, and
+/// writes the artifacts to `artifacts`: `config.json`, `checkpoint/`, `metrics.csv`,
+/// `curves.svg` and `report.json`.
+///
+/// With `resume`, training continues from the last checkpoint in `artifacts`; the recipe must
+/// be the one saved there (only `epochs` may grow).
+///
+/// # Errors
+/// A [`TrainError`] naming the flag, file or directory at fault.
+pub fn train<M>(
+    model: M,
+    model_name: &str,
+    config: &TrainConfig,
+    train: FashionMnist,
+    test: FashionMnist,
+    device: &Device,
+    artifacts: &Path,
+    resume: bool,
+) -> Result<TrainOutcome<M>, TrainError>
+where
+    M: Module + ModuleDisplay + ImageClassifier + 'static,
+{
+    config.validate().map_err(TrainError::Config)?;
+    let start_epoch = prepare_artifacts(config, artifacts, resume)?;
+
+    let train = match config.limit_train {
+        Some(n) => train.take(n),
+        None => train,
+    };
+    let test = match config.limit_test {
+        Some(n) => test.take(n),
+        None => test,
+    };
+    let train_images = train.len();
+    let test_images = test.len();
+    // Batch normalization cannot train on a final batch of one sample: leave that sample out.
+    let usable = match train_images % config.batch_size {
+        1 if train_images > 1 => train_images - 1,
+        _ => train_images,
+    };
+    if usable < 2 {
+        return Err(TrainError::Config(format!(
+            "the training set has {train_images} image(s); batch normalization needs at least 2"
+        )));
+    }
+    let train = PartialDataset::new(train, 0, usable);
+
+    device.seed(config.seed);
+    let loader = |shuffle: bool| {
+        let builder = DataLoaderBuilder::new(ImageBatcher)
+            .batch_size(config.batch_size)
+            .num_workers(config.num_workers);
+        match shuffle {
+            true => builder.shuffle(config.seed),
+            false => builder,
+        }
+    };
+    let train_loader = loader(true).build(train);
+    let test_loader = loader(false).build(test);
+
+    let optimizer = match config.optimizer {
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum((config.momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0)
+            }))
+            .init(),
+        OptimizerKind::Adam => AdamConfig::new().init(),
+    };
+    let classifier = Classifier::new(model);
+    let params = trainable_params(&classifier);
+    let learner = Learner::new(classifier, optimizer, config.lr);
+
+    let mut training = SupervisedTraining::new(artifacts, train_loader, test_loader)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .with_default_checkpointers()
+        .num_epochs(config.epochs);
+    if start_epoch > 0 {
+        training = training.checkpoint(start_epoch);
+    }
+    let started = Instant::now();
+    let result = training.launch(learner);
+    let wall = started.elapsed().as_secs_f64();
+
+    let epochs = collect_epochs(artifacts)?;
+    write_metrics_csv(&artifacts.join("metrics.csv"), &epochs).map_err(io(artifacts))?;
+    crate::plot::draw_curves(&artifacts.join("curves.svg"), model_name, &epochs)
+        .map_err(|err| TrainError::Logs(format!("drawing curves.svg: {err}")))?;
+
+    let last = epochs
+        .last()
+        .ok_or_else(|| TrainError::Logs("no epoch was logged".into()))?;
+    let epochs_run = config.epochs.saturating_sub(start_epoch).max(1);
+    let first_norm = result.model.first_norm_affine();
+    let report = Report {
+        model: model_name.to_string(),
+        norm: config.norm.name().to_string(),
+        backend: format!("{device:?}"),
+        trainable_params: params,
+        epochs: last.epoch,
+        epochs_this_run: config.epochs.saturating_sub(start_epoch),
+        train_images: usable,
+        test_images,
+        final_train_loss: last.train_loss,
+        final_train_accuracy: last.train_accuracy,
+        final_test_loss: last.test_loss,
+        final_test_accuracy: last.test_accuracy,
+        wall_time_s: wall,
+        seconds_per_epoch: wall / epochs_run as f64,
+        images_per_second: (usable * epochs_run) as f64 / wall,
+        first_norm_gamma: first_norm.as_ref().map(|(g, _)| g.clone()),
+        first_norm_beta: first_norm.map(|(_, b)| b),
+    };
+    let report_path = artifacts.join("report.json");
+    let json = serde_json::to_string_pretty(&report).expect("a report serializes");
+    std::fs::write(&report_path, json).map_err(io(&report_path))?;
+    Ok(TrainOutcome {
+        model: result.model,
+        report,
+        epochs,
+    })
+}
+
+/// Creates the artifact directory, writes `config.json` and returns the epoch to resume from
+/// (0 for a fresh run, whose old logs and checkpoints are removed).
+fn prepare_artifacts(
+    config: &TrainConfig,
+    artifacts: &Path,
+    resume: bool,
+) -> Result<usize, TrainError> {
+    std::fs::create_dir_all(artifacts).map_err(io(artifacts))?;
+    let config_path = artifacts.join("config.json");
+    let start = if resume {
+        let saved = TrainConfig::load(&config_path).map_err(|err| {
+            TrainError::Resume(format!("no readable {} ({err})", config_path.display()))
+        })?;
+        let same_recipe = TrainConfig {
+            epochs: config.epochs,
+            ..saved.clone()
+        };
+        if same_recipe.to_string() != config.to_string() {
+            return Err(TrainError::Resume(format!(
+                "the flags differ from the recipe saved in {} (only --epochs may change):\n  \
+                 saved: {saved}\n  given: {config}",
+                config_path.display()
+            )));
+        }
+        let epoch = last_checkpoint(artifacts).ok_or_else(|| {
+            TrainError::Resume(format!(
+                "no checkpoint in {}",
+                artifacts.join("checkpoint").display()
+            ))
+        })?;
+        if epoch >= config.epochs {
+            return Err(TrainError::Resume(format!(
+                "the checkpoint is at epoch {epoch} already; pass --epochs above {epoch}"
+            )));
+        }
+        epoch
+    } else {
+        for stale in ["checkpoint", "train", "valid"] {
+            let path = artifacts.join(stale);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+        0
+    };
+    config.save(&config_path).map_err(io(&config_path))?;
+    Ok(start)
+}
+
+/// Per-epoch means of the loss and accuracy burn-train logged, train and test.
+fn collect_epochs(artifacts: &Path) -> Result<Vec<EpochMetrics>, TrainError> {
+    let summary =
+        LearnerSummary::new(artifacts, &["Loss", "Accuracy"]).map_err(TrainError::Logs)?;
+    let series = |split: &[burn::train::MetricSummary], name: &str| -> Vec<(usize, f64)> {
+        split
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.entries.iter().map(|e| (e.step, e.value)).collect())
+            .unwrap_or_default()
+    };
+    let train_loss = series(&summary.metrics.train, "Loss");
+    let train_acc = series(&summary.metrics.train, "Accuracy");
+    let test_loss = series(&summary.metrics.valid, "Loss");
+    let test_acc = series(&summary.metrics.valid, "Accuracy");
+    let lookup = |values: &[(usize, f64)], epoch: usize| {
+        values
+            .iter()
+            .find(|(e, _)| *e == epoch)
+            .map(|(_, v)| *v)
+            .unwrap_or(f64::NAN)
+    };
+    Ok(train_loss
+        .iter()
+        .map(|&(epoch, loss)| EpochMetrics {
+            epoch,
+            train_loss: loss,
+            // burn-train logs accuracy in percent.
+            train_accuracy: lookup(&train_acc, epoch) / 100.0,
+            test_loss: lookup(&test_loss, epoch),
+            test_accuracy: lookup(&test_acc, epoch) / 100.0,
+        })
+        .collect())
+}
