@@ -5,11 +5,13 @@ mod classifier;
 mod config;
 pub mod data;
 mod plot;
+mod progress;
 mod report;
 mod train;
 
 pub use classifier::Classifier;
 pub use config::{OptimizerKind, TrainConfig};
 pub use plot::draw_curves;
+pub use progress::PlainProgress;
 pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};
 pub use train::{TrainError, TrainOutcome, last_checkpoint, train};

@@ -16,6 +16,9 @@ use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, LearnerSummary, SupervisedTraining};
 
+use std::io::IsTerminal;
+
+use crate::PlainProgress;
 use crate::classifier::Classifier;
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{FashionMnist, ImageBatcher};
@@ -156,6 +159,10 @@ where
         .num_epochs(config.epochs);
     if start_epoch > 0 {
         training = training.checkpoint(start_epoch);
+    }
+    // burn-train draws its TUI on a terminal; elsewhere (CI, logs) print plain lines.
+    if !std::io::stdout().is_terminal() {
+        training = training.renderer(Box::new(PlainProgress::new()));
     }
     let started = Instant::now();
     let result = training.launch(learner);

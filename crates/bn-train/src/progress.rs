@@ -1,0 +1,140 @@
+//! Plain progress lines for runs whose output is not a terminal (CI, logs, pipes): a line at
+//! every quarter of an epoch and at its end, instead of burn-train's TUI.
+
+use std::collections::HashMap;
+
+use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
+use burn::train::metric::{MetricDefinition, MetricId};
+use burn::train::renderer::{
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
+};
+
+/// Prints `epoch 3/10 train 50% (30000/60000) | Loss ... | Accuracy ...` lines.
+#[derive(Default)]
+pub struct PlainProgress {
+    names: HashMap<MetricId, String>,
+    latest: Vec<(String, String)>,
+    epoch: usize,
+    epochs: usize,
+    split: String,
+    total: usize,
+    next_quarter: usize,
+}
+
+impl PlainProgress {
+    /// A renderer with nothing printed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn record(&mut self, state: MetricState) {
+        let entry = match state {
+            MetricState::Generic(entry) | MetricState::Numeric(entry, _) => entry,
+        };
+        let name = self
+            .names
+            .get(&entry.metric_id)
+            .cloned()
+            .unwrap_or_else(|| "metric".into());
+        let text = entry.serialized_entry.formatted;
+        match self.latest.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = text,
+            None => self.latest.push((name, text)),
+        }
+    }
+
+    fn line(&self, done: usize) -> String {
+        let percent = (done * 100).checked_div(self.total).unwrap_or(100);
+        let mut line = format!(
+            "epoch {}/{} {} {percent:>3}% ({done}/{})",
+            self.epoch, self.epochs, self.split, self.total
+        );
+        for (name, value) in &self.latest {
+            line.push_str(&format!(" | {name} {value}"));
+        }
+        line
+    }
+}
+
+impl MetricsRendererTraining for PlainProgress {
+    fn update_train(&mut self, state: MetricState) {
+        self.record(state);
+    }
+
+    fn update_valid(&mut self, state: MetricState) {
+        self.record(state);
+    }
+}
+
+impl TrainingProgressLogger for PlainProgress {
+    fn start(&mut self, total_epochs: usize, starting_epoch: usize, _: Option<usize>, _: Option<&str>) {
+        self.epochs = total_epochs;
+        self.epoch = starting_epoch;
+    }
+
+    fn update_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch + 1;
+    }
+
+    fn start_split(&mut self, split: &str, total_items: usize) {
+        self.split = if split.eq_ignore_ascii_case("valid") {
+            "test (eval mode)".into()
+        } else {
+            split.to_lowercase()
+        };
+        self.total = total_items;
+        self.next_quarter = 1;
+        self.latest.clear();
+    }
+
+    fn update_split(&mut self, items_processed: usize) {
+        if self.next_quarter < 4 && items_processed * 4 >= self.total * self.next_quarter {
+            println!("{}", self.line(items_processed));
+            self.next_quarter += 1;
+        }
+    }
+
+    fn end_split(&mut self) {
+        println!("{}", self.line(self.total));
+    }
+
+    fn end(&mut self) {}
+
+    fn log_event_training(&mut self, _event: String) {}
+}
+
+impl EvaluationProgressLogger for PlainProgress {
+    fn start_global_progress(&mut self, _total_tests: usize) {}
+
+    fn start_test(&mut self, name: &str, total_items: usize) {
+        self.start_split(name, total_items);
+    }
+
+    fn update_test_progress(&mut self, items_processed: usize) {
+        self.update_split(items_processed);
+    }
+
+    fn end_test(&mut self) {
+        self.end_split();
+    }
+
+    fn end_global_progress(&mut self) {}
+
+    fn log_event_evaluation(&mut self, _event: String) {}
+}
+
+impl MetricsRendererEvaluation for PlainProgress {
+    fn update_test(&mut self, _name: EvaluationName, state: MetricState) {
+        self.record(state);
+    }
+}
+
+impl MetricsRenderer for PlainProgress {
+    fn manual_close(&mut self) {}
+
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        self.names
+            .insert(definition.metric_id.clone(), definition.name.to_string());
+    }
+}
