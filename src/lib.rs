@@ -13,3 +13,8 @@ mod backend;
 pub mod conformance;
 
 pub use backend::{BackendKind, select_device};
+
+/// The README's Rust example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -10,7 +10,7 @@ mod report;
 mod train;
 
 pub use classifier::Classifier;
-pub use config::{OptimizerKind, TrainConfig};
+pub use config::{LrSchedule, OptimizerKind, TrainConfig};
 pub use plot::draw_curves;
 pub use progress::PlainProgress;
 pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};

@@ -10,6 +10,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::data::dataset::transform::PartialDataset;
 use burn::module::{Module, ModuleDisplay};
+use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, SgdConfig};
 use burn::tensor::Device;
@@ -20,7 +21,7 @@ use std::io::IsTerminal;
 
 use crate::PlainProgress;
 use crate::classifier::Classifier;
-use crate::config::{OptimizerKind, TrainConfig};
+use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
 use crate::data::{FashionMnist, ImageBatcher};
 use crate::report::{EpochMetrics, Report, write_metrics_csv};
 
@@ -151,7 +152,16 @@ where
     };
     let classifier = Classifier::new(model);
     let params = trainable_params(&classifier);
-    let learner = Learner::new(classifier, optimizer, config.lr);
+    let steps = config.epochs * usable.div_ceil(config.batch_size);
+    let learner = match config.schedule {
+        LrSchedule::Constant => Learner::new(classifier, optimizer, config.lr),
+        LrSchedule::Cosine => {
+            let schedule = CosineAnnealingLrSchedulerConfig::new(config.lr, steps)
+                .init()
+                .map_err(TrainError::Config)?;
+            Learner::new(classifier, optimizer, schedule)
+        }
+    };
 
     let mut training = SupervisedTraining::new(artifacts, train_loader, test_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
