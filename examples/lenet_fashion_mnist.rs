@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bn_models::{BnLeNetConfig, NormKind};
-use bn_train::data::{FashionMnist, Split, locate};
+use bn_train::data::{TrainTest, locate};
 use bn_train::{LrSchedule, OptimizerKind, TrainConfig, metrics_table, train};
 use burn_batchnorm::BackendKind;
 use clap::{Parser, ValueEnum};
@@ -114,8 +114,7 @@ fn run(args: Args) -> Result<(), String> {
     config.validate()?;
 
     let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
-    let train_set = FashionMnist::load(&dir, Split::Train).map_err(|e| e.to_string())?;
-    let test_set = FashionMnist::load(&dir, Split::Test).map_err(|e| e.to_string())?;
+    let data = TrainTest::load(&dir).map_err(|e| e.to_string())?;
     println!("data: {}", dir.display());
 
     let artifacts = args
@@ -132,8 +131,7 @@ fn run(args: Args) -> Result<(), String> {
         model,
         &name,
         &config,
-        train_set,
-        test_set,
+        data,
         &device,
         &artifacts,
         args.resume,

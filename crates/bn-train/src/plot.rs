@@ -6,6 +6,9 @@ use plotters::prelude::*;
 
 use crate::report::EpochMetrics;
 
+/// Reads one value of an epoch's metrics.
+type Series = fn(&EpochMetrics) -> f64;
+
 /// Draws `curves.svg`: loss on the left, accuracy on the right, train and test in each.
 pub fn draw_curves(
     path: &Path,
@@ -16,7 +19,7 @@ pub fn draw_curves(
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
     let (left, right) = root.split_horizontally(500);
-    let panels: [(_, &str, fn(&EpochMetrics) -> f64, fn(&EpochMetrics) -> f64); 2] = [
+    let panels: [(_, &str, Series, Series); 2] = [
         (&left, "loss", |e| e.train_loss, |e| e.test_loss),
         (
             &right,

@@ -68,7 +68,13 @@ impl MetricsRendererTraining for PlainProgress {
 }
 
 impl TrainingProgressLogger for PlainProgress {
-    fn start(&mut self, total_epochs: usize, starting_epoch: usize, _: Option<usize>, _: Option<&str>) {
+    fn start(
+        &mut self,
+        total_epochs: usize,
+        starting_epoch: usize,
+        _: Option<usize>,
+        _: Option<&str>,
+    ) {
         self.epochs = total_epochs;
         self.epoch = starting_epoch;
     }

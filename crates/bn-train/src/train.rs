@@ -22,7 +22,7 @@ use std::io::IsTerminal;
 use crate::PlainProgress;
 use crate::classifier::Classifier;
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
-use crate::data::{FashionMnist, ImageBatcher};
+use crate::data::{ImageBatcher, TrainTest};
 use crate::report::{EpochMetrics, Report, write_metrics_csv};
 
 /// Why training could not run.
@@ -80,7 +80,8 @@ pub fn last_checkpoint(artifacts: &Path) -> Option<usize> {
         .max()
 }
 
-/// Trains `model` on `train`, evaluating on `test` in evaluation mode after every epoch, and
+/// Trains `model` on `data.train`, evaluating on `data.test` in evaluation mode after every
+/// epoch, and
 /// writes the artifacts to `artifacts`: `config.json`, `checkpoint/`, `metrics.csv`,
 /// `curves.svg` and `report.json`.
 ///
@@ -93,8 +94,7 @@ pub fn train<M>(
     model: M,
     model_name: &str,
     config: &TrainConfig,
-    train: FashionMnist,
-    test: FashionMnist,
+    data: TrainTest,
     device: &Device,
     artifacts: &Path,
     resume: bool,
@@ -105,6 +105,7 @@ where
     config.validate().map_err(TrainError::Config)?;
     let start_epoch = prepare_artifacts(config, artifacts, resume)?;
 
+    let TrainTest { train, test } = data;
     let train = match config.limit_train {
         Some(n) => train.take(n),
         None => train,

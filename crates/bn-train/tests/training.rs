@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bn_models::{BnLeNet, BnLeNetConfig, NormKind};
-use bn_train::data::{FashionMnist, PIXELS, Split, encode_idx};
+use bn_train::data::{PIXELS, Split, TrainTest, encode_idx};
 use bn_train::{Classifier, OptimizerKind, TrainConfig, last_checkpoint, train};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
@@ -66,8 +66,7 @@ fn params(model: &Classifier<BnLeNet>) -> Vec<f32> {
 fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
     let data = temp_dir("synthetic");
     write_synthetic(&data, 161, 40);
-    let train_set = FashionMnist::load(&data, Split::Train).unwrap();
-    let test_set = FashionMnist::load(&data, Split::Test).unwrap();
+    let splits = TrainTest::load(&data).unwrap();
     let artifacts = temp_dir("artifacts");
     let device = Device::flex().autodiff();
     let config = TrainConfig::new()
@@ -81,8 +80,7 @@ fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
         model,
         "BN-LeNet",
         &config,
-        train_set.clone(),
-        test_set.clone(),
+        splits.clone(),
         &device,
         &artifacts,
         false,
@@ -118,7 +116,13 @@ fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
     let more = config.clone().with_epochs(3);
     let model = BnLeNetConfig::new().init(&device);
     let resumed = train(
-        model, "BN-LeNet", &more, train_set, test_set, &device, &artifacts, true,
+        model,
+        "BN-LeNet",
+        &more,
+        splits.clone(),
+        &device,
+        &artifacts,
+        true,
     )
     .unwrap();
     assert_eq!(resumed.report.epochs, 3);
@@ -130,13 +134,9 @@ fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
     // A resume with another recipe is refused, naming the difference.
     let other = more.clone().with_lr(0.5).with_epochs(4);
     let model = BnLeNetConfig::new().init(&device);
-    let train_set = FashionMnist::load(&data, Split::Train).unwrap();
-    let test_set = FashionMnist::load(&data, Split::Test).unwrap();
-    let err = train(
-        model, "BN-LeNet", &other, train_set, test_set, &device, &artifacts, true,
-    )
-    .err()
-    .expect("a changed recipe cannot resume");
+    let err = train(model, "BN-LeNet", &other, splits, &device, &artifacts, true)
+        .err()
+        .expect("a changed recipe cannot resume");
     assert!(
         err.to_string().contains("only --epochs may change"),
         "{err}"

@@ -67,6 +67,28 @@ pub struct FashionItem {
     pub label: u8,
 }
 
+/// Both splits: what a training run learns from and is evaluated on.
+#[derive(Debug, Clone)]
+pub struct TrainTest {
+    /// The training images.
+    pub train: FashionMnist,
+    /// The test images.
+    pub test: FashionMnist,
+}
+
+impl TrainTest {
+    /// Loads both splits from `dir`, see [`FashionMnist::load`].
+    ///
+    /// # Errors
+    /// A [`DataError`] naming the file and the problem.
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        Ok(Self {
+            train: FashionMnist::load(dir, Split::Train)?,
+            test: FashionMnist::load(dir, Split::Test)?,
+        })
+    }
+}
+
 /// One split of Fashion-MNIST, held in memory.
 #[derive(Debug, Clone)]
 pub struct FashionMnist {

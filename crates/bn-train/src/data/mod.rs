@@ -6,8 +6,8 @@ mod idx;
 
 pub use batcher::{ImageBatch, ImageBatcher, normalize_pixel};
 pub use fashion_mnist::{
-    CLASSES, DEBIAN_DIR, ENV_VAR, FashionItem, FashionMnist, PIXELS, SIDE, Split, candidate_dirs,
-    locate,
+    CLASSES, DEBIAN_DIR, ENV_VAR, FashionItem, FashionMnist, PIXELS, SIDE, Split, TrainTest,
+    candidate_dirs, locate,
 };
 pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
 
