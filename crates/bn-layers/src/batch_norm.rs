@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_momentum, check_nonzero};
 use crate::functional::{self, channel_major};
-use crate::running::{UpdateFactor, update_running_stats};
+use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
 use crate::{ComputePath, InputRank, NormError};
 
 /// Configuration of a [`BatchNorm`] layer. Field names and defaults are PyTorch's.
@@ -134,16 +134,15 @@ impl BatchNormConfig {
         check_momentum("BatchNorm", self.momentum)?;
         let c = self.num_features;
         let affine = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
-        let tracked = |value: f64| RunningState::new(Tensor::full([c], value, device));
+        let (running_mean, running_var, num_batches_tracked) =
+            running_buffers(self.track_running_stats, c, device);
         let training = device.is_autodiff();
         Ok(BatchNorm {
             gamma: self.affine.then(|| affine(1.0)),
             beta: self.affine.then(|| affine(0.0)),
-            running_mean: self.track_running_stats.then(|| tracked(0.0)),
-            running_var: self.track_running_stats.then(|| tracked(1.0)),
-            num_batches_tracked: self
-                .track_running_stats
-                .then(|| BatchCounter::new(0, device)),
+            running_mean,
+            running_var,
+            num_batches_tracked,
             training: Param::from_bool(training).with_value(training),
             num_features: c,
             eps: self.eps,
@@ -265,10 +264,7 @@ impl BatchNorm {
 
     /// The running mean and (unbiased) variance, if the layer tracks them.
     pub fn running_stats(&self) -> Option<(Tensor<1>, Tensor<1>)> {
-        match (&self.running_mean, &self.running_var) {
-            (Some(mean), Some(var)) => Some((mean.value_sync(), var.value_sync())),
-            _ => None,
-        }
+        running::current(&self.running_mean, &self.running_var)
     }
 
     /// PyTorch's `num_batches_tracked`, if the layer tracks running statistics.

@@ -27,10 +27,7 @@ pub(crate) fn batch_norm_train<const D: usize>(
 ) -> BatchStats<D> {
     match path {
         ComputePath::Fused => {
-            let channels = x.dims()[1];
-            let device = x.device();
-            let gamma = gamma.unwrap_or_else(|| Tensor::ones([channels], &device));
-            let beta = beta.unwrap_or_else(|| Tensor::zeros([channels], &device));
+            let (gamma, beta) = identity_if_absent(gamma, beta, &x);
             let out = module::batch_norm_train(x, gamma, beta, eps);
             BatchStats {
                 output: out.output,
@@ -70,10 +67,7 @@ pub(crate) fn batch_norm_eval<const D: usize>(
 ) -> Tensor<D> {
     match path {
         ComputePath::Fused => {
-            let channels = x.dims()[1];
-            let device = x.device();
-            let gamma = gamma.unwrap_or_else(|| Tensor::ones([channels], &device));
-            let beta = beta.unwrap_or_else(|| Tensor::zeros([channels], &device));
+            let (gamma, beta) = identity_if_absent(gamma, beta, &x);
             module::batch_norm(x, gamma, beta, mean, var, eps)
         }
         ComputePath::Composed => {
@@ -119,6 +113,21 @@ pub(crate) fn normalize_rows(
             }
         }
     }
+}
+
+/// The fused ops always scale and shift: a layer without `affine` gets `gamma = 1`,
+/// `beta = 0` (constants, outside the autodiff graph) for the channels of `x: [N, C, ...]`.
+fn identity_if_absent<const D: usize>(
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    x: &Tensor<D>,
+) -> (Tensor<1>, Tensor<1>) {
+    let channels = x.dims()[1];
+    let device = x.device();
+    (
+        gamma.unwrap_or_else(|| Tensor::ones([channels], &device)),
+        beta.unwrap_or_else(|| Tensor::zeros([channels], &device)),
+    )
 }
 
 /// Per-channel `gamma * x + beta` on a channel-major `[N, C, S]` tensor.

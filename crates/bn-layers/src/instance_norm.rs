@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional;
-use crate::running::{UpdateFactor, update_running_stats};
+use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
 use crate::{ComputePath, InputRank, NormError};
 
 /// Configuration of an [`InstanceNorm`] layer. Field names and defaults are PyTorch's
@@ -121,16 +121,15 @@ impl InstanceNormConfig {
         crate::error::check_momentum("InstanceNorm", Some(self.momentum))?;
         let c = self.num_features;
         let param = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
-        let tracked = |value: f64| RunningState::new(Tensor::full([c], value, device));
+        let (running_mean, running_var, num_batches_tracked) =
+            running_buffers(self.track_running_stats, c, device);
         let training = device.is_autodiff();
         Ok(InstanceNorm {
             gamma: self.affine.then(|| param(1.0)),
             beta: self.affine.then(|| param(0.0)),
-            running_mean: self.track_running_stats.then(|| tracked(0.0)),
-            running_var: self.track_running_stats.then(|| tracked(1.0)),
-            num_batches_tracked: self
-                .track_running_stats
-                .then(|| BatchCounter::new(0, device)),
+            running_mean,
+            running_var,
+            num_batches_tracked,
             training: Param::from_bool(training).with_value(training),
             num_features: c,
             eps: self.eps,
@@ -250,10 +249,7 @@ impl InstanceNorm {
 
     /// The running mean and (unbiased) variance, if the layer tracks them.
     pub fn running_stats(&self) -> Option<(Tensor<1>, Tensor<1>)> {
-        match (&self.running_mean, &self.running_var) {
-            (Some(mean), Some(var)) => Some((mean.value_sync(), var.value_sync())),
-            _ => None,
-        }
+        running::current(&self.running_mean, &self.running_var)
     }
 
     /// PyTorch's `num_batches_tracked` (always 0 for InstanceNorm), if tracked.

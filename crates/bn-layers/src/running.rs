@@ -1,7 +1,41 @@
 //! PyTorch's update rule for running statistics.
 
 use burn::module::RunningState;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
+
+use crate::counter::BatchCounter;
+
+/// The buffers of a layer that tracks running statistics, PyTorch's initial values:
+/// `running_mean = 0`, `running_var = 1`, `num_batches_tracked = 0`.
+pub(crate) type RunningBuffers = (
+    Option<RunningState<Tensor<1>>>,
+    Option<RunningState<Tensor<1>>>,
+    Option<BatchCounter>,
+);
+
+/// [`RunningBuffers`] for `channels` channels, or none at all when `track` is off.
+pub(crate) fn running_buffers(track: bool, channels: usize, device: &Device) -> RunningBuffers {
+    if !track {
+        return (None, None, None);
+    }
+    let state = |value: f64| RunningState::new(Tensor::full([channels], value, device));
+    (
+        Some(state(0.0)),
+        Some(state(1.0)),
+        Some(BatchCounter::new(0, device)),
+    )
+}
+
+/// The current running mean and variance, if both exist.
+pub(crate) fn current(
+    mean: &Option<RunningState<Tensor<1>>>,
+    var: &Option<RunningState<Tensor<1>>>,
+) -> Option<(Tensor<1>, Tensor<1>)> {
+    match (mean, var) {
+        (Some(mean), Some(var)) => Some((mean.value_sync(), var.value_sync())),
+        _ => None,
+    }
+}
 
 /// The weight `f` a new batch statistic gets in `running = (1 - f) * running + f * batch`.
 pub(crate) enum UpdateFactor {
