@@ -48,7 +48,8 @@ pub struct TrainConfig {
     /// The normalization layer of the model. Default: ours.
     #[config(default = "NormKind::Ours")]
     pub norm: NormKind,
-    /// Seed of the weight initialization and of the shuffling. Default: 0.
+    /// Seed of the shuffling; the examples also seed the device with it before building the
+    /// model, which fixes the weight initialization. Default: 0.
     #[config(default = 0)]
     pub seed: u64,
     /// Train on the first N training images only.

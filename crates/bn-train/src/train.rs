@@ -42,6 +42,9 @@ pub enum TrainError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Drawing `curves.svg` failed.
+    #[error("drawing curves.svg: {0}")]
+    Plot(String),
     /// Collecting the metrics burn-train logged failed.
     #[error("reading the training logs: {0}")]
     Logs(String),
@@ -128,7 +131,6 @@ where
     }
     let train = PartialDataset::new(train, 0, usable);
 
-    device.seed(config.seed);
     let loader = |shuffle: bool| {
         let builder = DataLoaderBuilder::new(ImageBatcher)
             .batch_size(config.batch_size)
@@ -182,12 +184,13 @@ where
     let epochs = collect_epochs(artifacts)?;
     write_metrics_csv(&artifacts.join("metrics.csv"), &epochs).map_err(io(artifacts))?;
     crate::plot::draw_curves(&artifacts.join("curves.svg"), model_name, &epochs)
-        .map_err(|err| TrainError::Logs(format!("drawing curves.svg: {err}")))?;
+        .map_err(|err| TrainError::Plot(err.to_string()))?;
 
     let last = epochs
         .last()
         .ok_or_else(|| TrainError::Logs("no epoch was logged".into()))?;
-    let epochs_run = config.epochs.saturating_sub(start_epoch).max(1);
+    // `prepare_artifacts` refuses to resume at or past the last epoch.
+    let epochs_run = config.epochs - start_epoch;
     let first_norm = result.model.first_norm_affine();
     let report = Report {
         model: model_name.to_string(),
@@ -195,7 +198,7 @@ where
         backend: format!("{device:?}"),
         trainable_params: params,
         epochs: last.epoch,
-        epochs_this_run: config.epochs.saturating_sub(start_epoch),
+        epochs_this_run: epochs_run,
         train_images: usable,
         test_images,
         final_train_loss: last.train_loss,
