@@ -11,6 +11,7 @@ compile_error!("enable at least one backend feature: flex (default), ndarray or 
 
 mod backend;
 pub mod conformance;
+pub mod experiment;
 
 pub use backend::{BackendKind, select_device};
 

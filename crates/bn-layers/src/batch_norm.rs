@@ -73,8 +73,8 @@ pub struct BatchNormConfig {
 /// let x = Tensor::<2>::from_data([[1.0, 2.0], [3.0, 6.0]], &device);
 /// bn.forward(x);
 /// let (mean, var) = bn.running_stats().unwrap();
-/// assert_eq!(mean.into_data().to_vec::<f32>().unwrap(), [2.0, 4.0]);
-/// assert_eq!(var.into_data().to_vec::<f32>().unwrap(), [2.0, 8.0]); // unbiased
+/// assert_eq!(mean.into_data().try_to_vec::<f32>().unwrap(), [2.0, 4.0]);
+/// assert_eq!(var.into_data().try_to_vec::<f32>().unwrap(), [2.0, 8.0]); // unbiased
 /// assert_eq!(bn.num_batches_tracked(), Some(1));
 /// ```
 #[derive(Module, Debug)]

@@ -76,6 +76,15 @@ pub enum NormError {
         /// Which field is wrong and why, with its value.
         reason: String,
     },
+    /// A BatchNorm cannot be folded into the layer before it: it is in training mode, it keeps
+    /// no running statistics, or the two layers disagree on the channel count.
+    #[error("cannot fold BatchNorm into {into}: {reason}")]
+    NotFoldable {
+        /// The layer the BatchNorm was to be folded into (`"Linear"`, `"Conv2d"`).
+        into: &'static str,
+        /// Why not, with the numbers.
+        reason: String,
+    },
 }
 
 impl NormError {
@@ -88,6 +97,7 @@ impl NormError {
             NormError::NormalizedShapeMismatch { .. } => "NormalizedShapeMismatch",
             NormError::GroupsNotDivisible { .. } => "GroupsNotDivisible",
             NormError::InvalidConfig { .. } => "InvalidConfig",
+            NormError::NotFoldable { .. } => "NotFoldable",
         }
     }
 

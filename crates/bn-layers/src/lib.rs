@@ -37,6 +37,7 @@
 mod batch_norm;
 mod counter;
 mod error;
+mod fold;
 mod functional;
 mod group_norm;
 mod instance_norm;
@@ -51,6 +52,7 @@ mod test_util;
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use counter::BatchCounter;
 pub use error::NormError;
+pub use fold::{fold_into_conv2d, fold_into_linear};
 pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use instance_norm::{InstanceNorm, InstanceNormConfig};
 pub use layer_norm::{LayerNorm, LayerNormConfig};

@@ -8,7 +8,11 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
+use bn_layers::NormError;
+
 use crate::ImageClassifier;
+use crate::fold::{FoldBatchNorm, fold_conv, fold_linear};
+use crate::pytorch::{LayerKind, PytorchStateDict};
 use crate::norm::{Norm, NormKind, apply};
 
 /// Configuration of [`BnLeNet`].
@@ -77,6 +81,39 @@ impl BnLeNet {
         let x = sigmoid(apply(&self.norm4, self.fc2.forward(x)));
         self.fc3.forward(x)
     }
+}
+
+impl FoldBatchNorm for BnLeNet {
+    fn fold_batchnorm(&self) -> Result<BnLeNet, NormError> {
+        Ok(BnLeNet {
+            conv1: fold_conv(&self.conv1, &self.norm1)?,
+            norm1: None,
+            conv2: fold_conv(&self.conv2, &self.norm2)?,
+            norm2: None,
+            fc1: fold_linear(&self.fc1, &self.norm3)?,
+            norm3: None,
+            fc2: fold_linear(&self.fc2, &self.norm4)?,
+            norm4: None,
+            fc3: self.fc3.clone(),
+            pool: self.pool.clone(),
+        })
+    }
+}
+
+/// The seeds' `BNLeNet`: `self.net = nn.Sequential(...)`, so keys are `net.<index>.*`.
+impl PytorchStateDict for BnLeNet {
+    const CLASS: &'static str = "BNLeNet";
+    const LAYERS: &'static [(&'static str, &'static str, LayerKind)] = &[
+        ("conv1", "net.0", LayerKind::Conv),
+        ("norm1", "net.1", LayerKind::BatchNorm),
+        ("conv2", "net.4", LayerKind::Conv),
+        ("norm2", "net.5", LayerKind::BatchNorm),
+        ("fc1", "net.9", LayerKind::Linear),
+        ("norm3", "net.10", LayerKind::BatchNorm),
+        ("fc2", "net.12", LayerKind::Linear),
+        ("norm4", "net.13", LayerKind::BatchNorm),
+        ("fc3", "net.15", LayerKind::Linear),
+    ];
 }
 
 impl ImageClassifier for BnLeNet {

@@ -8,15 +8,19 @@
 //! | [`MlpWithBn`] | 784-256-BN-ReLU-256-BN-ReLU-10 | 270,346 |
 //! | [`MoonsMlp`] | 2-64-BN-ReLU-2 | 450 |
 
+mod fold;
 mod lenet;
 mod mlp;
 mod moons;
 mod norm;
+pub mod pytorch;
 
+pub use fold::FoldBatchNorm;
 pub use lenet::{BnLeNet, BnLeNetConfig};
 pub use mlp::{MlpWithBn, MlpWithBnConfig};
 pub use moons::{MoonsMlp, MoonsMlpConfig};
 pub use norm::{Norm, NormKind};
+pub use pytorch::{InteropError, PytorchStateDict};
 
 use burn::tensor::Tensor;
 

@@ -2,11 +2,15 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use bn_layers::NormError;
+
 use crate::ImageClassifier;
+use crate::fold::{FoldBatchNorm, fold_linear};
+use crate::pytorch::{LayerKind, PytorchStateDict};
 use crate::norm::{Norm, NormKind, apply};
 
 /// Configuration of [`MlpWithBn`].
@@ -19,10 +23,21 @@ pub struct MlpWithBnConfig {
     /// so the bias is redundant there; `false` drops its 512 parameters. Default: `true`.
     #[config(default = true)]
     pub hidden_bias: bool,
+    /// Normalize after the ReLU instead of before it (the seed's layout is before).
+    /// Default: `false`.
+    #[config(default = false)]
+    pub norm_after_activation: bool,
+    /// Dropout probability after each hidden block (0 = no dropout layer). Default: 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
 }
 
 /// `784 → 256 → Norm → ReLU → 256 → Norm → ReLU → 10`: 270,346 parameters with batch
 /// normalization and hidden biases (269,834 without the biases).
+///
+/// [`MlpWithBnConfig`] can also put the normalization after the ReLU
+/// (`Linear → ReLU → Norm`) and add dropout after each hidden block, for the placement
+/// experiment.
 ///
 /// # Shapes
 /// - input: `[N, 784]` (or images `[N, 1, 28, 28]` through [`ImageClassifier`])
@@ -35,6 +50,10 @@ pub struct MlpWithBn {
     fc2: Linear,
     norm2: Option<Norm>,
     fc3: Linear,
+    dropout: Option<Dropout>,
+    /// Whether the normalization comes after the ReLU.
+    #[module(skip)]
+    norm_after_activation: bool,
 }
 
 impl MlpWithBnConfig {
@@ -51,6 +70,8 @@ impl MlpWithBnConfig {
             fc2: hidden(256),
             norm2: self.norm.build(256, &[], device),
             fc3: LinearConfig::new(256, 10).init(device),
+            dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
+            norm_after_activation: self.norm_after_activation,
         }
     }
 }
@@ -58,10 +79,57 @@ impl MlpWithBnConfig {
 impl MlpWithBn {
     /// Class logits for flattened images.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = relu(apply(&self.norm1, self.fc1.forward(x)));
-        let x = relu(apply(&self.norm2, self.fc2.forward(x)));
+        let x = self.hidden_block(self.fc1.forward(x), &self.norm1);
+        let x = self.hidden_block(self.fc2.forward(x), &self.norm2);
         self.fc3.forward(x)
     }
+
+    /// Norm → ReLU (or ReLU → Norm), then dropout if configured.
+    fn hidden_block(&self, x: Tensor<2>, norm: &Option<Norm>) -> Tensor<2> {
+        let x = if self.norm_after_activation {
+            apply(norm, relu(x))
+        } else {
+            relu(apply(norm, x))
+        };
+        match &self.dropout {
+            Some(dropout) => dropout.forward(x),
+            None => x,
+        }
+    }
+}
+
+impl FoldBatchNorm for MlpWithBn {
+    fn fold_batchnorm(&self) -> Result<MlpWithBn, NormError> {
+        if self.norm_after_activation && self.norm1.is_some() {
+            return Err(NormError::NotFoldable {
+                into: "Linear",
+                reason: "the normalization comes after the ReLU, so no linear layer feeds it \
+                         directly"
+                    .into(),
+            });
+        }
+        Ok(MlpWithBn {
+            fc1: fold_linear(&self.fc1, &self.norm1)?,
+            norm1: None,
+            fc2: fold_linear(&self.fc2, &self.norm2)?,
+            norm2: None,
+            fc3: self.fc3.clone(),
+            dropout: self.dropout.clone(),
+            norm_after_activation: false,
+        })
+    }
+}
+
+/// The seed's `MLPWithBN`: `fc1`, `bn1`, `fc2`, `bn2`, `fc3`.
+impl PytorchStateDict for MlpWithBn {
+    const CLASS: &'static str = "MLPWithBN";
+    const LAYERS: &'static [(&'static str, &'static str, LayerKind)] = &[
+        ("fc1", "fc1", LayerKind::Linear),
+        ("norm1", "bn1", LayerKind::BatchNorm),
+        ("fc2", "fc2", LayerKind::Linear),
+        ("norm2", "bn2", LayerKind::BatchNorm),
+        ("fc3", "fc3", LayerKind::Linear),
+    ];
 }
 
 impl ImageClassifier for MlpWithBn {

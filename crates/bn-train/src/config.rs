@@ -59,6 +59,11 @@ pub struct TrainConfig {
     /// Background threads that prepare batches. Default: 2.
     #[config(default = 2)]
     pub num_workers: usize,
+    /// Mini-batches whose gradients are summed before each optimizer step ("virtual batch
+    /// size" `batch_size × grad_accumulation`). Batch normalization still sees each
+    /// mini-batch alone. Default: 1.
+    #[config(default = 1)]
+    pub grad_accumulation: usize,
 }
 
 impl TrainConfig {
@@ -77,8 +82,14 @@ impl TrainConfig {
                 self.batch_size
             ));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
-            return Err(format!("--lr must be in (0, 1], got {}", self.lr));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!(
+                "--lr must be positive and finite, got {}",
+                self.lr
+            ));
+        }
+        if self.grad_accumulation == 0 {
+            return Err("--grad-accumulation must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(format!(

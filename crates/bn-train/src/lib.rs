@@ -4,14 +4,16 @@
 mod classifier;
 mod config;
 pub mod data;
+mod evaluate;
 mod plot;
 mod progress;
 mod report;
 mod train;
 
 pub use classifier::Classifier;
+pub use evaluate::{Evaluation, evaluate};
 pub use config::{LrSchedule, OptimizerKind, TrainConfig};
-pub use plot::draw_curves;
+pub use plot::{Line, Panel, draw_curves, draw_panels};
 pub use progress::PlainProgress;
 pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};
 pub use train::{TrainError, TrainOutcome, last_checkpoint, train};

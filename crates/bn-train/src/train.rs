@@ -155,7 +155,10 @@ where
     };
     let classifier = Classifier::new(model);
     let params = trainable_params(&classifier);
-    let steps = config.epochs * usable.div_ceil(config.batch_size);
+    let steps = config.epochs
+        * usable
+            .div_ceil(config.batch_size)
+            .div_ceil(config.grad_accumulation);
     let learner = match config.schedule {
         LrSchedule::Constant => Learner::new(classifier, optimizer, config.lr),
         LrSchedule::Cosine => {
@@ -172,6 +175,9 @@ where
         .num_epochs(config.epochs);
     if start_epoch > 0 {
         training = training.checkpoint(start_epoch);
+    }
+    if config.grad_accumulation > 1 {
+        training = training.grads_accumulation(config.grad_accumulation);
     }
     // burn-train draws its TUI on a terminal; elsewhere (CI, logs) print plain lines.
     if !std::io::stdout().is_terminal() {

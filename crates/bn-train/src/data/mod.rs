@@ -1,8 +1,9 @@
-//! Data sets: Fashion-MNIST from its IDX files, and batching.
+//! Data sets: Fashion-MNIST from its IDX files and batching, and scikit-learn's make_moons.
 
 mod batcher;
 mod fashion_mnist;
 mod idx;
+mod moons;
 
 pub use batcher::{ImageBatch, ImageBatcher, normalize_pixel};
 pub use fashion_mnist::{
@@ -10,6 +11,7 @@ pub use fashion_mnist::{
     candidate_dirs, locate,
 };
 pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
+pub use moons::{Moons, make_moons};
 
 use std::path::PathBuf;
 

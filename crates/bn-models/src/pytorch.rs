@@ -1,0 +1,397 @@
+//! PyTorch state_dicts of the seeds' models: import from `.pt`/`.safetensors`, export to
+//! `.safetensors` with PyTorch's key names.
+//!
+//! A model that implements [`PytorchStateDict`] names, for each of its top-level layers, the
+//! state_dict prefix of the same layer in the PyTorch class (`fc1` ↔ `net.9` in `BNLeNet`).
+//! Everything else follows from that table and the layer kind:
+//!
+//! | PyTorch | here | conversion |
+//! |---|---|---|
+//! | `Linear.weight` `[out, in]` | `Linear.weight` `[in, out]` | transpose |
+//! | `BatchNorm*.weight` / `.bias` | `BatchNorm.gamma` / `.beta` | rename |
+//! | `running_mean`, `running_var` | same names | none (both store the unbiased variance) |
+//! | `num_batches_tracked` (0-d int64) | `num_batches_tracked` (`[1]` int) | reshape |
+//! | `Conv2d.weight`, `.bias` | same | none |
+//!
+//! Files are read with burn-store's readers ([`PytorchStore`], [`SafetensorsStore`]); keys are
+//! checked against the model before anything is loaded, so a missing key, an unexpected key,
+//! a wrong shape or a checkpoint of another class is an [`InteropError`] that names it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{
+    ModuleAdapter, ModuleContext, ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore,
+    bridge,
+};
+use burn::tensor::{DType, TensorData};
+use thiserror::Error;
+
+/// What a top-level layer of the model is, which decides how its tensors convert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    /// `nn.Conv2d` ↔ `burn::nn::conv::Conv2d`: same names, same layout.
+    Conv,
+    /// `nn.Linear` ↔ `burn::nn::Linear`: the weight is transposed.
+    Linear,
+    /// `nn.BatchNorm1d/2d` ↔ [`bn_layers::BatchNorm`]: `weight`/`bias` are `gamma`/`beta`.
+    BatchNorm,
+}
+
+/// A model whose weights correspond one to one to a PyTorch class's state_dict.
+pub trait PytorchStateDict: Module + Sized {
+    /// The PyTorch class name (`"BNLeNet"`), used in messages.
+    const CLASS: &'static str;
+
+    /// `(field here, state_dict prefix there, kind)` for every top-level layer with weights.
+    const LAYERS: &'static [(&'static str, &'static str, LayerKind)];
+}
+
+/// Why a state_dict could not be imported or exported.
+#[derive(Debug, Error)]
+pub enum InteropError {
+    /// The file's extension says neither PyTorch nor safetensors.
+    #[error(
+        "{path}: unknown checkpoint format; expected a .pt/.pth (torch.save) or .safetensors file"
+    )]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file could not be read as a checkpoint of its format.
+    #[error("{path}: cannot read the checkpoint: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The reader's explanation.
+        message: String,
+    },
+    /// The file holds the state_dict of another known class.
+    #[error("{path}: this is a {found} state_dict (keys {keys}), not a {expected} one")]
+    WrongModel {
+        /// The file.
+        path: PathBuf,
+        /// The class the model expects.
+        expected: &'static str,
+        /// The class the keys belong to.
+        found: &'static str,
+        /// A few of the file's keys.
+        keys: String,
+    },
+    /// Keys the model needs are absent, or the file has keys the model does not know.
+    #[error("{path}: the state_dict does not fit {class}: missing keys {missing:?}, unexpected keys {unexpected:?}")]
+    KeyMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The class the model expects.
+        class: &'static str,
+        /// Keys the model needs that the file lacks.
+        missing: Vec<String>,
+        /// Keys in the file that the model has no place for.
+        unexpected: Vec<String>,
+    },
+    /// A tensor has another shape than the model's parameter.
+    #[error("{path}: size mismatch for {key}: the checkpoint has shape {found:?}, the model expects {expected:?}")]
+    ShapeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The state_dict key.
+        key: String,
+        /// The PyTorch shape the model expects.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor holds integers where the model has floats, or the other way round.
+    #[error("{path}: {key} has dtype {found:?}, the model expects {expected}")]
+    DTypeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The state_dict key.
+        key: String,
+        /// What the model expects, in words.
+        expected: &'static str,
+        /// The dtype in the file.
+        found: DType,
+    },
+    /// Writing the safetensors file failed.
+    #[error("{path}: cannot write the safetensors file: {message}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The writer's explanation.
+        message: String,
+    },
+}
+
+/// How a tensor changes on its way from PyTorch to here (and back, reversed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conversion {
+    Same,
+    /// `[out, in]` there, `[in, out]` here.
+    Transpose,
+    /// A 0-d tensor there, `[1]` here.
+    Scalar,
+}
+
+/// One state_dict entry and the parameter it fills.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The PyTorch key (`net.1.weight`).
+    key: String,
+    /// Our parameter path without enum variants (`norm1.gamma`).
+    path: String,
+    /// The PyTorch shape.
+    shape: Vec<usize>,
+    /// Our parameter's dtype.
+    dtype: DType,
+    conversion: Conversion,
+}
+
+/// The state_dict keys and PyTorch shapes of `model`, in the model's parameter order.
+pub fn state_dict_shapes<M: PytorchStateDict>(model: &M) -> Vec<(String, Vec<usize>)> {
+    entries(model)
+        .into_iter()
+        .map(|entry| (entry.key, entry.shape))
+        .collect()
+}
+
+/// Loads a PyTorch state_dict (`.pt`/`.pth` from `torch.save`, or `.safetensors`) into `model`.
+///
+/// Every key of the model must be in the file with PyTorch's shape, and the file may hold no
+/// other key (PyTorch's `load_state_dict(strict=True)`). Running statistics and
+/// `num_batches_tracked` are loaded with the weights. Tensors keep the model's float dtype.
+///
+/// # Errors
+/// [`InteropError`] naming the file and, where one is at fault, the key and the shapes.
+pub fn load_state_dict<M: PytorchStateDict>(mut model: M, path: &Path) -> Result<M, InteropError> {
+    let mut tensors = read_tensors(path)?;
+    let entries = entries(&model);
+    check_keys::<M>(path, &entries, &tensors)?;
+
+    let mut converted = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let tensor = tensors.remove(&entry.key).expect("keys were checked");
+        converted.push(import_tensor(path, entry, tensor)?);
+    }
+    let result = model.apply(converted, None, None, true);
+    assert!(
+        result.errors.is_empty() && result.missing.is_empty() && result.unused.is_empty(),
+        "the state_dict table of {} disagrees with its module: {result}",
+        M::CLASS
+    );
+    Ok(model)
+}
+
+/// Writes `model` as a safetensors file with PyTorch's key names and layouts, so that
+/// `model.load_state_dict(safetensors.torch.load_file(path))` works for the PyTorch class.
+///
+/// # Errors
+/// [`InteropError::Write`] when the file cannot be written.
+pub fn save_safetensors<M: PytorchStateDict>(model: &M, path: &Path) -> Result<(), InteropError> {
+    let by_path = entries(model)
+        .into_iter()
+        .map(|entry| (entry.path.clone(), entry))
+        .collect();
+    let mut store = SafetensorsStore::from_file(path)
+        .skip_enum_variants(true)
+        .overwrite(true)
+        .metadata("format", "pt")
+        .with_to_adapter(ToPytorch { by_path });
+    model
+        .save_into(&mut store)
+        .map_err(|err| InteropError::Write {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })
+}
+
+/// The table of `model`, derived from its parameters and [`PytorchStateDict::LAYERS`].
+fn entries<M: PytorchStateDict>(model: &M) -> Vec<Entry> {
+    model
+        .collect(None, None, true)
+        .into_iter()
+        .map(|tensor| {
+            let (field, param) = tensor
+                .name
+                .split_once('.')
+                .expect("every parameter sits inside a layer");
+            let &(_, prefix, kind) = M::LAYERS
+                .iter()
+                .find(|(name, _, _)| *name == field)
+                .unwrap_or_else(|| panic!("{}: no PyTorch prefix for field {field}", M::CLASS));
+            let (name, conversion) = match (kind, param) {
+                (LayerKind::Linear, "weight") => ("weight", Conversion::Transpose),
+                (LayerKind::BatchNorm, "gamma") => ("weight", Conversion::Same),
+                (LayerKind::BatchNorm, "beta") => ("bias", Conversion::Same),
+                (LayerKind::BatchNorm, "num_batches_tracked") => {
+                    ("num_batches_tracked", Conversion::Scalar)
+                }
+                (_, other) => (other, Conversion::Same),
+            };
+            let shape = tensor.shape.to_vec();
+            let shape = match conversion {
+                Conversion::Same => shape,
+                Conversion::Transpose => vec![shape[1], shape[0]],
+                Conversion::Scalar => Vec::new(),
+            };
+            Entry {
+                key: format!("{prefix}.{name}"),
+                path: tensor.name.clone(),
+                shape,
+                dtype: tensor.dtype,
+                conversion,
+            }
+        })
+        .collect()
+}
+
+fn read_tensors(path: &Path) -> Result<BTreeMap<String, PackTensor>, InteropError> {
+    let read_error = |message: String| InteropError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(read_error("no such file".into()));
+    }
+    match path.extension().and_then(|ext| ext.to_str()) {
+        Some("pt" | "pth" | "bin") => PytorchStore::from_file(path)
+            .map_indices_contiguous(false)
+            .get_all_tensors()
+            .cloned()
+            .map_err(|err| read_error(err.to_string())),
+        Some("safetensors") => SafetensorsStore::from_file(path)
+            .get_all_tensors()
+            .cloned()
+            .map_err(|err| read_error(err.to_string())),
+        _ => Err(InteropError::UnknownFormat {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// The known classes and a key that only their state_dicts have.
+const KNOWN_CLASSES: [(&str, &str); 2] = [("BNLeNet", "net.0.weight"), ("MLPWithBN", "fc1.weight")];
+
+fn check_keys<M: PytorchStateDict>(
+    path: &Path,
+    entries: &[Entry],
+    tensors: &BTreeMap<String, PackTensor>,
+) -> Result<(), InteropError> {
+    let wanted: BTreeSet<&str> = entries.iter().map(|entry| entry.key.as_str()).collect();
+    let found: BTreeSet<&str> = tensors.keys().map(String::as_str).collect();
+    if wanted == found {
+        return Ok(());
+    }
+    let other_class = KNOWN_CLASSES
+        .iter()
+        .find(|(class, key)| *class != M::CLASS && found.contains(key) && !wanted.contains(key));
+    if let Some((class, _)) = other_class {
+        let keys: Vec<&str> = found.iter().take(4).copied().collect();
+        return Err(InteropError::WrongModel {
+            path: path.to_path_buf(),
+            expected: M::CLASS,
+            found: class,
+            keys: format!("{}, ...", keys.join(", ")),
+        });
+    }
+    Err(InteropError::KeyMismatch {
+        path: path.to_path_buf(),
+        class: M::CLASS,
+        missing: wanted.difference(&found).map(|key| key.to_string()).collect(),
+        unexpected: found.difference(&wanted).map(|key| key.to_string()).collect(),
+    })
+}
+
+/// Checks one tensor against its entry and converts it to our layout, name and dtype.
+fn import_tensor(path: &Path, entry: &Entry, tensor: PackTensor) -> Result<PackTensor, InteropError> {
+    let found = tensor.shape.to_vec();
+    if found != entry.shape {
+        return Err(InteropError::ShapeMismatch {
+            path: path.to_path_buf(),
+            key: entry.key.clone(),
+            expected: entry.shape.clone(),
+            found,
+        });
+    }
+    let (want_float, found_float) = (entry.dtype.is_float(), tensor.dtype.is_float());
+    if want_float != found_float {
+        return Err(InteropError::DTypeMismatch {
+            path: path.to_path_buf(),
+            key: entry.key.clone(),
+            expected: if want_float { "a float tensor" } else { "an integer tensor" },
+            found: tensor.dtype,
+        });
+    }
+    let data = bridge::into_data(tensor).map_err(|err| InteropError::Read {
+        path: path.to_path_buf(),
+        message: format!("{}: {err}", entry.key),
+    })?;
+    let data = convert(data, entry.conversion, Direction::Import).convert_dtype(entry.dtype);
+    Ok(bridge::from_data(data, entry.path.clone(), None))
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Import,
+    Export,
+}
+
+fn convert(data: TensorData, conversion: Conversion, direction: Direction) -> TensorData {
+    match conversion {
+        Conversion::Same => data,
+        Conversion::Transpose => transpose(data),
+        Conversion::Scalar => {
+            let value: Vec<i64> = data.convert::<i64>().try_to_vec().expect("converted to i64");
+            match direction {
+                Direction::Import => TensorData::new(value, [1]),
+                Direction::Export => TensorData::new(value, Vec::<usize>::new()),
+            }
+        }
+    }
+}
+
+/// A row-major 2-D transpose, in the data's own dtype.
+fn transpose(data: TensorData) -> TensorData {
+    let [rows, cols] = [data.shape()[0], data.shape()[1]];
+    let dtype = data.dtype();
+    let values: Vec<f64> = data.convert::<f64>().try_to_vec().expect("converted to f64");
+    let transposed: Vec<f64> = (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| (r, c)))
+        .map(|(r, c)| values[r * cols + c])
+        .collect();
+    TensorData::new(transposed, [cols, rows]).convert_dtype(dtype)
+}
+
+/// Renames and reshapes each collected tensor into its PyTorch form while the store writes.
+#[derive(Clone)]
+struct ToPytorch {
+    by_path: HashMap<String, Entry>,
+}
+
+impl ModuleAdapter for ToPytorch {
+    fn adapt(&self, tensor: PackTensor, _ctx: ModuleContext<'_>) -> PackTensor {
+        let entry = self
+            .by_path
+            .get(&tensor.name)
+            .unwrap_or_else(|| panic!("no state_dict entry for {}", tensor.name))
+            .clone();
+        let dtype = match entry.conversion {
+            Conversion::Scalar => DType::I64,
+            _ => tensor.dtype,
+        };
+        bridge::map_data(
+            tensor,
+            entry.key.clone(),
+            dtype,
+            entry.shape.clone().into(),
+            move |data| convert(data, entry.conversion, Direction::Export),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}

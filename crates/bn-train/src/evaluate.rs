@@ -1,0 +1,80 @@
+//! Evaluating a classifier on a whole split, batch by batch, without burn-train.
+
+use bn_models::ImageClassifier;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::tensor::{Device, Tensor};
+
+use crate::data::{FashionMnist, ImageBatcher};
+
+/// What a classifier did on a split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Images classified correctly.
+    pub correct: usize,
+    /// Images seen.
+    pub total: usize,
+    /// The logits of the first `keep_logits` images, one row per image.
+    pub first_logits: Vec<Vec<f32>>,
+}
+
+impl Evaluation {
+    /// `correct / total`.
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// Runs `model` over all of `data` in batches of `batch_size`, in whatever mode the model is
+/// in (call [`valid`](burn::module::Module::valid) first for PyTorch's `model.eval()`).
+///
+/// # Panics
+/// If `batch_size` is zero.
+pub fn evaluate<M: ImageClassifier>(
+    model: &M,
+    data: &FashionMnist,
+    batch_size: usize,
+    keep_logits: usize,
+    device: &Device,
+) -> Evaluation {
+    assert!(batch_size > 0, "evaluate: batch_size must be positive");
+    let mut evaluation = Evaluation {
+        correct: 0,
+        total: 0,
+        first_logits: Vec::new(),
+    };
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(batch_size) {
+        let items = chunk
+            .iter()
+            .map(|&i| data.get(i).expect("indices below len()"))
+            .collect();
+        let batch = ImageBatcher.batch(items, device);
+        let logits = model.classify(batch.images);
+        evaluation.correct += correct_predictions(logits.clone(), batch.targets);
+        evaluation.total += chunk.len();
+        let wanted = keep_logits.saturating_sub(evaluation.first_logits.len());
+        if wanted > 0 {
+            evaluation.first_logits.extend(rows(logits, wanted));
+        }
+    }
+    evaluation
+}
+
+fn correct_predictions(logits: Tensor<2>, targets: Tensor<1, burn::tensor::Int>) -> usize {
+    let predicted = logits.argmax(1).squeeze_dim::<1>(1);
+    predicted.equal(targets).int().sum().into_scalar::<i64>() as usize
+}
+
+/// The first `n` rows of `logits` as f32 vectors.
+fn rows(logits: Tensor<2>, n: usize) -> Vec<Vec<f32>> {
+    let [batch, classes] = logits.dims();
+    let n = n.min(batch);
+    let values: Vec<f32> = logits
+        .slice([0..n])
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("converted to f32");
+    values.chunks(classes).map(<[f32]>::to_vec).collect()
+}

@@ -1,0 +1,188 @@
+//! Loads a PyTorch state_dict of the seeds' `BNLeNet` or `MLPWithBN` (`.pt` or `.safetensors`),
+//! evaluates it in evaluation mode on the Fashion-MNIST test set, and writes the accuracy and
+//! the logits of the first 16 test images as JSON. `--fold` also folds the BatchNorms into the
+//! layers before them and reports the inference speed-up; `--export` writes the weights back
+//! as a safetensors file that PyTorch's `load_state_dict` accepts.
+//!
+//! ```text
+//! cargo run --release --example import_pytorch -- --model bn_lenet \
+//!     --weights ../shared/interop/bn_lenet.pt --out logits.json --fold
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use bn_models::pytorch::{load_state_dict, save_safetensors};
+use bn_models::{
+    BnLeNet, BnLeNetConfig, FoldBatchNorm, ImageClassifier, MlpWithBn, MlpWithBnConfig,
+    PytorchStateDict,
+};
+use bn_train::data::{FashionMnist, Split, locate};
+use bn_train::evaluate;
+use burn::tensor::{Device, Distribution, Tensor};
+use burn_batchnorm::BackendKind;
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+
+/// Import a PyTorch checkpoint of a seed model and evaluate it on Fashion-MNIST.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Which PyTorch class the checkpoint holds.
+    #[arg(long, value_enum)]
+    model: ModelArg,
+    /// The state_dict: `.pt`/`.pth` (torch.save) or `.safetensors`.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Folder with the Fashion-MNIST IDX files (default: the usual places, see the README).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write `{"eval_logits_first16": [...], "eval_test_accuracy": x}` here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also fold the BatchNorms away, check the outputs agree, and time both networks.
+    #[arg(long)]
+    fold: bool,
+    /// Write the imported weights back as a PyTorch-keyed safetensors file.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Backend; defaults to the one the cargo features select.
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModelArg {
+    /// The seeds' `BNLeNet` (keys `net.0.weight` ... `net.15.bias`).
+    #[value(name = "bn_lenet")]
+    BnLenet,
+    /// The seed's `MLPWithBN` (keys `fc1`, `bn1`, `fc2`, `bn2`, `fc3`).
+    #[value(name = "mlp_with_bn")]
+    MlpWithBn,
+}
+
+/// How many test images' logits are written.
+const LOGITS_KEPT: usize = 16;
+const EVAL_BATCH: usize = 500;
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let backend = args.backend.unwrap_or_else(BackendKind::from_features);
+    let device = backend.device()?;
+    println!("backend: {backend}, device: {device:?}");
+    let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
+    let test = FashionMnist::load(&dir, Split::Test).map_err(|e| e.to_string())?;
+    match args.model {
+        ModelArg::BnLenet => {
+            let model = BnLeNetConfig::new().init(&device);
+            import_and_evaluate::<BnLeNet>(model, &args, &test, &device)
+        }
+        ModelArg::MlpWithBn => {
+            let model = MlpWithBnConfig::new().init(&device);
+            import_and_evaluate::<MlpWithBn>(model, &args, &test, &device)
+        }
+    }
+}
+
+fn import_and_evaluate<M>(
+    model: M,
+    args: &Args,
+    test: &FashionMnist,
+    device: &Device,
+) -> Result<(), String>
+where
+    M: PytorchStateDict + ImageClassifier + FoldBatchNorm,
+{
+    let model = load_state_dict(model, &args.weights)
+        .map_err(|e| e.to_string())?
+        .valid();
+    println!("loaded {} from {}", M::CLASS, args.weights.display());
+
+    let eval = evaluate(&model, test, EVAL_BATCH, LOGITS_KEPT, device);
+    println!(
+        "{}: test accuracy {:.4} ({}/{}, evaluation mode)",
+        M::CLASS,
+        eval.accuracy(),
+        eval.correct,
+        eval.total
+    );
+    let mut report = json!({
+        "eval_logits_first16": eval.first_logits,
+        "eval_test_accuracy": eval.accuracy(),
+    });
+
+    if args.fold {
+        let folded = model.fold_batchnorm().map_err(|e| e.to_string())?;
+        let folded_eval = evaluate(&folded, test, EVAL_BATCH, LOGITS_KEPT, device);
+        let max_diff = max_abs_diff(&eval.first_logits, &folded_eval.first_logits);
+        println!(
+            "folded: test accuracy {:.4}, max |logit difference| on the first {LOGITS_KEPT} images {max_diff:.2e}",
+            folded_eval.accuracy()
+        );
+        let mut speedups = Vec::new();
+        for (batch, reps) in [(1, 300), (256, 30)] {
+            let images = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Default, device);
+            let plain_ms = median_forward_ms(&model, &images, reps);
+            let folded_ms = median_forward_ms(&folded, &images, reps);
+            println!(
+                "batch {batch:>3}: with BatchNorm {plain_ms:.3} ms, folded {folded_ms:.3} ms, speed-up {:.2}x",
+                plain_ms / folded_ms
+            );
+            speedups.push(json!({"batch": batch, "bn_ms": plain_ms, "folded_ms": folded_ms,
+                                 "speedup": plain_ms / folded_ms}));
+        }
+        report["fold"] = json!({
+            "eval_test_accuracy": folded_eval.accuracy(),
+            "max_abs_logit_diff_first16": max_diff,
+            "timing": speedups,
+        });
+    }
+
+    if let Some(path) = &args.export {
+        save_safetensors(&model, path).map_err(|e| e.to_string())?;
+        println!("exported PyTorch-keyed safetensors: {}", path.display());
+    }
+    if let Some(path) = &args.out {
+        write_json(path, &report)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The median wall time of one forward pass (read back to the host) over `reps` runs.
+fn median_forward_ms<M: ImageClassifier>(model: &M, images: &Tensor<4>, reps: usize) -> f64 {
+    for _ in 0..3 {
+        let _ = model.classify(images.clone()).into_data();
+    }
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            let _ = model.classify(images.clone()).into_data();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[reps / 2]
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}

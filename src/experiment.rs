@@ -1,0 +1,43 @@
+//! What every experiment example does around its runs: pick and announce the device, and
+//! write its figure and numbers to its artifact directory.
+
+use std::path::{Path, PathBuf};
+
+use bn_train::{Panel, draw_panels};
+use burn::tensor::Device;
+
+use crate::BackendKind;
+
+/// The device of `backend` (or of the feature-selected backend), printed as the first line
+/// of output as every example does.
+///
+/// # Errors
+/// When the backend's cargo feature is not compiled in.
+pub fn announce_device(backend: Option<BackendKind>) -> Result<Device, String> {
+    let backend = backend.unwrap_or_else(BackendKind::from_features);
+    let device = backend.device()?;
+    println!("backend: {backend}, device: {device:?}");
+    Ok(device)
+}
+
+/// Writes `<stem>.svg` (the panels under `title`) and `<stem>.json` (`numbers`) into `dir`,
+/// creating it, and prints both paths.
+///
+/// # Errors
+/// A message naming the file that could not be written.
+pub fn write_outputs(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    panels: &[Panel],
+    numbers: &serde_json::Value,
+) -> Result<(PathBuf, PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let svg = dir.join(format!("{stem}.svg"));
+    draw_panels(&svg, title, panels).map_err(|e| format!("{}: {e}", svg.display()))?;
+    let json = dir.join(format!("{stem}.json"));
+    let text = serde_json::to_string_pretty(numbers).expect("JSON values serialize");
+    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    println!("wrote {} and {}", svg.display(), json.display());
+    Ok((svg, json))
+}
