@@ -15,7 +15,7 @@ use bn_train::{Line, Panel};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, write_outputs};
+use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
 use clap::Parser;
 use serde_json::json;
 
@@ -39,13 +39,7 @@ const FEATURES: usize = 5;
 const PATH_TOLERANCE: f32 = 1e-6;
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -73,7 +67,11 @@ fn run(args: Args) -> Result<(), String> {
     // 2. Training versus evaluation mode on a fresh layer.
     let fresh = BatchNormConfig::new_1d(FEATURES).init(&device);
     let train_mean = fresh.forward(x.clone()).mean().into_scalar::<f32>();
-    let eval_mean = fresh.valid().forward(x.clone().inner()).mean().into_scalar::<f32>();
+    let eval_mean = fresh
+        .valid()
+        .forward(x.clone().inner())
+        .mean()
+        .into_scalar::<f32>();
     println!("\n2. the same batch through a fresh layer, after one training step");
     println!("mean output in training mode:   {train_mean:>8.4} (batch statistics)");
     println!(
@@ -89,7 +87,9 @@ fn run(args: Args) -> Result<(), String> {
 
     // 4. The composed (textbook) and fused paths.
     let diffs = compare_paths(&x, &device);
-    println!("\n4. composed path (plain tensor ops) against the fused path (Burn's batch_norm ops)");
+    println!(
+        "\n4. composed path (plain tensor ops) against the fused path (Burn's batch_norm ops)"
+    );
     for (what, diff) in &diffs {
         println!("max |composed - fused| {what:<16} {diff:.2e}");
     }
@@ -133,7 +133,10 @@ fn column_stds(x: &Tensor<2>) -> Vec<f32> {
 }
 
 fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
-    x.into_data().convert::<f32>().try_to_vec().expect("f32 data")
+    x.into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("f32 data")
 }
 
 /// A tensor of the layer, as `named_parameters()` and `named_buffers()` would list it.
@@ -170,7 +173,12 @@ fn named_tensors(bn: &BatchNorm) -> Vec<NamedTensor> {
             });
         }
         fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
-            let count: Vec<i64> = param.val().into_data().convert::<i64>().try_to_vec().unwrap();
+            let count: Vec<i64> = param
+                .val()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec()
+                .unwrap();
             self.found.push(NamedTensor {
                 name: self.path.join("."),
                 kind: "buffer",
@@ -207,7 +215,11 @@ fn compare_paths(x: &Tensor<2>, device: &Device) -> Vec<(&'static str, f32)> {
         .into_iter()
         .zip(composed.iter().zip(&fused))
         .map(|(what, (a, b))| {
-            let diff = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max);
             (what, diff)
         })
         .collect()
@@ -215,7 +227,11 @@ fn compare_paths(x: &Tensor<2>, device: &Device) -> Vec<(&'static str, f32)> {
 
 fn figure([mean_in, std_in, mean_out, std_out]: [&Vec<f32>; 4]) -> [Panel; 2] {
     let by_feature = |values: &Vec<f32>| -> Vec<(f64, f64)> {
-        values.iter().enumerate().map(|(f, v)| (f as f64, *v as f64)).collect()
+        values
+            .iter()
+            .enumerate()
+            .map(|(f, v)| (f as f64, *v as f64))
+            .collect()
     };
     [
         Panel::new(

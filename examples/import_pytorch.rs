@@ -22,6 +22,7 @@ use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
 use burn::tensor::{Device, Distribution, Tensor};
 use burn_batchnorm::BackendKind;
+use burn_batchnorm::experiment::{announce_device, exit_code};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
@@ -66,19 +67,11 @@ const LOGITS_KEPT: usize = 16;
 const EVAL_BATCH: usize = 500;
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let backend = args.backend.unwrap_or_else(BackendKind::from_features);
-    let device = backend.device()?;
-    println!("backend: {backend}, device: {device:?}");
+    let device = announce_device(args.backend)?;
     let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
     let test = FashionMnist::load(&dir, Split::Test).map_err(|e| e.to_string())?;
     match args.model {
@@ -137,8 +130,10 @@ where
                 "batch {batch:>3}: with BatchNorm {plain_ms:.3} ms, folded {folded_ms:.3} ms, speed-up {:.2}x",
                 plain_ms / folded_ms
             );
-            speedups.push(json!({"batch": batch, "bn_ms": plain_ms, "folded_ms": folded_ms,
-                                 "speedup": plain_ms / folded_ms}));
+            speedups.push(
+                json!({"batch": batch, "bn_ms": plain_ms, "folded_ms": folded_ms,
+                                 "speedup": plain_ms / folded_ms}),
+            );
         }
         report["fold"] = json!({
             "eval_test_accuracy": folded_eval.accuracy(),

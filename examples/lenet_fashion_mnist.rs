@@ -16,6 +16,7 @@ use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{LrSchedule, OptimizerKind, TrainConfig, metrics_table, train};
 use burn_batchnorm::BackendKind;
+use burn_batchnorm::experiment::{announce_device, exit_code};
 use clap::{Parser, ValueEnum};
 
 /// Train BN-LeNet on Fashion-MNIST.
@@ -79,20 +80,11 @@ enum OptimizerArg {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let backend = args.backend.unwrap_or_else(BackendKind::from_features);
-    let device = backend.device()?;
-    println!("backend: {backend}, device: {device:?}");
+    let device = announce_device(args.backend)?;
 
     let config = TrainConfig::new()
         .with_epochs(args.epochs)

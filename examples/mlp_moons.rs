@@ -19,7 +19,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, write_outputs};
+use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
 use clap::Parser;
 use serde_json::json;
 
@@ -32,6 +32,9 @@ struct Args {
     /// Epochs per run.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
+    /// Further initialization seeds (seed+1, ...) to check the lr=1e-4 result is not luck.
+    #[arg(long, default_value_t = 20)]
+    repeats: u64,
     /// Where to write moons.svg and moons.json.
     #[arg(long, default_value = "artifacts/mlp_moons")]
     artifact_dir: PathBuf,
@@ -48,20 +51,38 @@ const LEARNING_RATES: [f64; 2] = [1e-4, 0.1];
 /// PyTorch 2.15's epoch losses for the same recipe, from `shared/baselines/moons.out`
 /// (lr, BN, the 10 losses).
 const PYTORCH: [(f64, bool, [f64; 10]); 4] = [
-    (1e-4, false, [0.7067, 0.7041, 0.7007, 0.6980, 0.6952, 0.6927, 0.6895, 0.6873, 0.6837, 0.6818]),
-    (1e-4, true, [0.6919, 0.6802, 0.6715, 0.6638, 0.6566, 0.6471, 0.6380, 0.6295, 0.6240, 0.6165]),
-    (0.1, false, [0.3919, 0.2895, 0.2581, 0.2496, 0.2333, 0.2307, 0.2135, 0.2076, 0.1938, 0.1818]),
-    (0.1, true, [0.3058, 0.2665, 0.2637, 0.2599, 0.2587, 0.2418, 0.2415, 0.2475, 0.2176, 0.2155]),
+    (
+        1e-4,
+        false,
+        [
+            0.7067, 0.7041, 0.7007, 0.6980, 0.6952, 0.6927, 0.6895, 0.6873, 0.6837, 0.6818,
+        ],
+    ),
+    (
+        1e-4,
+        true,
+        [
+            0.6919, 0.6802, 0.6715, 0.6638, 0.6566, 0.6471, 0.6380, 0.6295, 0.6240, 0.6165,
+        ],
+    ),
+    (
+        0.1,
+        false,
+        [
+            0.3919, 0.2895, 0.2581, 0.2496, 0.2333, 0.2307, 0.2135, 0.2076, 0.1938, 0.1818,
+        ],
+    ),
+    (
+        0.1,
+        true,
+        [
+            0.3058, 0.2665, 0.2637, 0.2599, 0.2587, 0.2418, 0.2415, 0.2475, 0.2176, 0.2155,
+        ],
+    ),
 ];
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(Args::parse()))
 }
 
 /// One training run's record.
@@ -79,7 +100,10 @@ fn run(args: Args) -> Result<(), String> {
     let device = announce_device(args.backend)?.autodiff();
     let seed = u32::try_from(args.seed).map_err(|_| "--seed must fit in 32 bits (as NumPy's)")?;
     let moons = make_moons(POINTS, NOISE, seed);
-    println!("make_moons({POINTS}, noise={NOISE}, random_state={seed}); first point {:?}", moons.points[0]);
+    println!(
+        "make_moons({POINTS}, noise={NOISE}, random_state={seed}); first point {:?}",
+        moons.points[0]
+    );
 
     let mut runs = Vec::new();
     for lr in LEARNING_RATES {
@@ -90,7 +114,12 @@ fn run(args: Args) -> Result<(), String> {
             let norm = if bn { NormKind::Ours } else { NormKind::None };
             let model = MoonsMlpConfig::new().with_norm(norm).init(&device);
             let (losses, accuracy) = train(model, &moons, lr, args.epochs, args.seed, &device);
-            runs.push(Run { lr, bn, losses, accuracy });
+            runs.push(Run {
+                lr,
+                bn,
+                losses,
+                accuracy,
+            });
         }
     }
 
@@ -98,15 +127,25 @@ fn run(args: Args) -> Result<(), String> {
     for run in &runs {
         let label = format!("lr={:<6} BN={:<5}", run.lr, run.bn);
         let ours: Vec<String> = run.losses.iter().map(|l| format!("{l:.4}")).collect();
-        println!("{label} ours    acc(eval)={:.3}  {}", run.accuracy, ours.join(" "));
-        if let Some((_, _, theirs)) = PYTORCH.iter().find(|(lr, bn, _)| *lr == run.lr && *bn == run.bn) {
+        println!(
+            "{label} ours    acc(eval)={:.3}  {}",
+            run.accuracy,
+            ours.join(" ")
+        );
+        if let Some((_, _, theirs)) = PYTORCH
+            .iter()
+            .find(|(lr, bn, _)| *lr == run.lr && *bn == run.bn)
+        {
             let theirs: Vec<String> = theirs.iter().map(|l| format!("{l:.4}")).collect();
             println!("{label} PyTorch                {}", theirs.join(" "));
         }
     }
     for lr in LEARNING_RATES {
         let drop = |bn: bool| {
-            let run = runs.iter().find(|r| r.lr == lr && r.bn == bn).expect("every run");
+            let run = runs
+                .iter()
+                .find(|r| r.lr == lr && r.bn == bn)
+                .expect("every run");
             run.losses[0] - run.losses[run.losses.len() - 1]
         };
         println!(
@@ -117,6 +156,16 @@ fn run(args: Args) -> Result<(), String> {
         );
     }
 
+    let robustness = repeat_small_lr(&moons, &args, &device);
+    println!(
+        "lr=1e-4 over {} more seeds: BN lowered the loss more in {}/{} runs (mean drop {:.4} with BN, {:.4} without)",
+        args.repeats,
+        robustness.bn_wins,
+        args.repeats,
+        robustness.mean_drop_bn,
+        robustness.mean_drop_plain
+    );
+
     let panels: Vec<Panel> = LEARNING_RATES
         .iter()
         .map(|&lr| {
@@ -124,7 +173,9 @@ fn run(args: Args) -> Result<(), String> {
             for run in runs.iter().filter(|r| r.lr == lr) {
                 let name = if run.bn { "with BN" } else { "without BN" };
                 lines.push(Line::new(format!("{name} (ours)"), epochs(&run.losses)));
-                if let Some((_, _, theirs)) = PYTORCH.iter().find(|(l, b, _)| *l == lr && *b == run.bn) {
+                if let Some((_, _, theirs)) =
+                    PYTORCH.iter().find(|(l, b, _)| *l == lr && *b == run.bn)
+                {
                     lines.push(Line::new(format!("{name} (PyTorch)"), epochs(theirs)));
                 }
             }
@@ -135,6 +186,9 @@ fn run(args: Args) -> Result<(), String> {
         "seed": args.seed, "points": POINTS, "noise": NOISE, "batch_size": BATCH, "epochs": args.epochs,
         "runs": runs.iter().map(|r| json!({"lr": r.lr, "bn": r.bn, "epoch_loss_mean_of_batches": r.losses,
                                             "final_train_acc_eval_mode": r.accuracy})).collect::<Vec<_>>(),
+        "lr_1e-4_repeats": {"seeds": args.repeats, "bn_lowered_loss_more": robustness.bn_wins,
+                            "mean_loss_drop_bn": robustness.mean_drop_bn,
+                            "mean_loss_drop_without_bn": robustness.mean_drop_plain},
     });
     write_outputs(
         &args.artifact_dir,
@@ -146,8 +200,41 @@ fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// How often BN wins at the seed's learning rate over other initialization seeds.
+struct Robustness {
+    bn_wins: u64,
+    mean_drop_bn: f64,
+    mean_drop_plain: f64,
+}
+
+fn repeat_small_lr(moons: &Moons, args: &Args, device: &Device) -> Robustness {
+    let lr = LEARNING_RATES[0];
+    let mut result = Robustness {
+        bn_wins: 0,
+        mean_drop_bn: 0.0,
+        mean_drop_plain: 0.0,
+    };
+    for seed in (args.seed + 1)..=(args.seed + args.repeats) {
+        let drop = |norm: NormKind| {
+            device.seed(seed);
+            let model = MoonsMlpConfig::new().with_norm(norm).init(device);
+            let (losses, _) = train(model, moons, lr, args.epochs, seed, device);
+            losses[0] - losses[losses.len() - 1]
+        };
+        let (bn, plain) = (drop(NormKind::Ours), drop(NormKind::None));
+        result.bn_wins += u64::from(bn > plain);
+        result.mean_drop_bn += bn / args.repeats.max(1) as f64;
+        result.mean_drop_plain += plain / args.repeats.max(1) as f64;
+    }
+    result
+}
+
 fn epochs(losses: &[f64]) -> Vec<(f64, f64)> {
-    losses.iter().enumerate().map(|(i, l)| ((i + 1) as f64, *l)).collect()
+    losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| ((i + 1) as f64, *l))
+        .collect()
 }
 
 /// SGD on shuffled batches of 32 (the last one has 8 points); returns the per-epoch mean of

@@ -5,7 +5,7 @@
 //! within noise" can be judged against the seed-to-seed spread.
 //!
 //! ```text
-//! cargo run --release --example placement [-- --seeds 3 --epochs 3]
+//! cargo run --release --example placement [-- --seeds 5 --epochs 5]
 //! ```
 //! Writes `placement.svg` and `placement.json` (and each run's artifacts) to
 //! `artifacts/placement/`.
@@ -17,7 +17,7 @@ use bn_models::{MlpWithBnConfig, NormKind, trainable_params};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig, train};
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, write_outputs};
+use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
 use clap::Parser;
 use serde_json::json;
 
@@ -25,13 +25,13 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 struct Args {
     /// Seeds per variant (0, 1, ...).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     seeds: u64,
     /// Epochs per run.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     epochs: usize,
-    /// Train on the first N training images.
-    #[arg(long, default_value_t = 20_000)]
+    /// Train on the first N training images (all 60,000 by default).
+    #[arg(long, default_value_t = 60_000)]
     limit_train: usize,
     /// Evaluate on the first N test images.
     #[arg(long, default_value_t = 10_000)]
@@ -59,26 +59,38 @@ struct Variant {
 fn variants(dropout: f64) -> Vec<Variant> {
     let seed_layout = MlpWithBnConfig::new();
     vec![
-        Variant { name: "BN before ReLU (seed)", config: seed_layout.clone() },
-        Variant { name: "BN after ReLU", config: seed_layout.clone().with_norm_after_activation(true) },
-        Variant { name: "BN before ReLU + dropout", config: seed_layout.clone().with_dropout(dropout) },
+        Variant {
+            name: "BN before ReLU (seed)",
+            config: seed_layout.clone(),
+        },
+        Variant {
+            name: "BN after ReLU",
+            config: seed_layout.clone().with_norm_after_activation(true),
+        },
+        Variant {
+            name: "BN before ReLU + dropout",
+            config: seed_layout.clone().with_dropout(dropout),
+        },
         Variant {
             name: "BN after ReLU + dropout",
-            config: seed_layout.clone().with_norm_after_activation(true).with_dropout(dropout),
+            config: seed_layout
+                .clone()
+                .with_norm_after_activation(true)
+                .with_dropout(dropout),
         },
-        Variant { name: "BN before ReLU, bias=False", config: seed_layout.clone().with_hidden_bias(false) },
-        Variant { name: "no BN", config: seed_layout.with_norm(NormKind::None) },
+        Variant {
+            name: "BN before ReLU, bias=False",
+            config: seed_layout.clone().with_hidden_bias(false),
+        },
+        Variant {
+            name: "no BN",
+            config: seed_layout.with_norm(NormKind::None),
+        },
     ]
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -113,8 +125,16 @@ fn run(args: Args) -> Result<(), String> {
             let name = format!("{} (seed {seed})", variant.name);
             println!("\n== {name}");
             let artifacts = args.artifact_dir.join(format!("variant{v}_seed{seed}"));
-            let outcome = train(model, &name, &config, data.clone(), &device, &artifacts, false)
-                .map_err(|e| e.to_string())?;
+            let outcome = train(
+                model,
+                &name,
+                &config,
+                data.clone(),
+                &device,
+                &artifacts,
+                false,
+            )
+            .map_err(|e| e.to_string())?;
             per_seed.push(outcome.epochs.iter().map(|e| e.test_accuracy).collect());
         }
         results.push((params, per_seed));
@@ -156,7 +176,11 @@ fn run(args: Args) -> Result<(), String> {
             Line::new(variant.name, points)
         })
         .collect();
-    let panels = [Panel::new("epoch", "test accuracy (eval mode), mean over seeds", lines)];
+    let panels = [Panel::new(
+        "epoch",
+        "test accuracy (eval mode), mean over seeds",
+        lines,
+    )];
     let numbers = json!({
         "epochs": args.epochs, "train_images": args.limit_train, "test_images": args.limit_test,
         "seeds": args.seeds, "dropout": args.dropout, "optimizer": "SGD momentum 0.9, lr 0.1 cosine, batch 128",

@@ -6,7 +6,7 @@
 //! accumulation: batch 32 × 4 accumulated against batches of 32 and 128.
 //!
 //! ```text
-//! cargo run --release --example small_batch [-- --samples 12000]
+//! cargo run --release --example small_batch [-- --samples 60000]
 //! ```
 //! Writes `small_batch.svg` and `small_batch.json` (and each run's artifacts) to
 //! `artifacts/small_batch/`.
@@ -22,7 +22,7 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, write_outputs};
+use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
 use clap::Parser;
 use serde_json::json;
 
@@ -32,8 +32,9 @@ struct Args {
     /// Batch sizes to compare.
     #[arg(long, value_delimiter = ',', default_values_t = [2, 4, 8, 32, 128])]
     batch_sizes: Vec<usize>,
-    /// Training samples seen by every run (one pass over the first N training images).
-    #[arg(long, default_value_t = 12_000)]
+    /// Training samples seen by every run (one pass over the first N training images; all
+    /// 60,000 by default).
+    #[arg(long, default_value_t = 60_000)]
     samples: usize,
     /// Learning rate at batch 128; batch B uses `lr · B / 128`.
     #[arg(long, default_value_t = 0.1)]
@@ -60,13 +61,7 @@ const NORMS: [NormKind; 3] = [NormKind::Ours, NormKind::Group, NormKind::Layer];
 const BASE_BATCH: usize = 128;
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(Args::parse()))
 }
 
 struct Outcome {
@@ -83,13 +78,20 @@ struct Outcome {
 
 fn run(args: Args) -> Result<(), String> {
     if let Some(bad) = args.batch_sizes.iter().find(|b| **b < 2) {
-        return Err(format!("--batch-sizes: BatchNorm needs at least 2 samples per batch, got {bad}"));
+        return Err(format!(
+            "--batch-sizes: BatchNorm needs at least 2 samples per batch, got {bad}"
+        ));
     }
     let device = announce_device(args.backend)?.autodiff();
     let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
     let data = TrainTest::load(&dir).map_err(|e| e.to_string())?;
     let test = data.test.clone().take(args.limit_test);
-    let runner = Runner { args: &args, data: &data, test: &test, device: &device };
+    let runner = Runner {
+        args: &args,
+        data: &data,
+        test: &test,
+        device: &device,
+    };
 
     let mut outcomes = Vec::new();
     for norm in NORMS {
@@ -100,7 +102,10 @@ fn run(args: Args) -> Result<(), String> {
     // Gradient accumulation: batches of 32, four of them per optimizer step.
     let accumulated = runner.run(NormKind::Ours, 32, 4)?;
 
-    println!("\n{} samples per run, SGD momentum 0.9, lr {} · B / {BASE_BATCH}", args.samples, args.lr);
+    println!(
+        "\n{} samples per run, SGD momentum 0.9, lr {} · B / {BASE_BATCH}",
+        args.samples, args.lr
+    );
     println!("norm   | batch | test acc (valid mode) | test acc (train mode, same batch) | time s");
     for o in &outcomes {
         let train_mode = o
@@ -117,9 +122,16 @@ fn run(args: Args) -> Result<(), String> {
     }
     println!("\ngradient accumulation (BatchNorm):");
     println!("batch × accumulation | optimizer steps | num_batches_tracked | test acc");
-    let bn_at = |b: usize| outcomes.iter().find(|o| o.norm == NormKind::Ours && o.batch == b);
-    for o in [bn_at(32), Some(&accumulated), bn_at(128)].into_iter().flatten() {
-        let steps = (args.samples / o.batch).div_ceil(o.accumulation);
+    let bn_at = |b: usize| {
+        outcomes
+            .iter()
+            .find(|o| o.norm == NormKind::Ours && o.batch == b)
+    };
+    for o in [bn_at(32), Some(&accumulated), bn_at(128)]
+        .into_iter()
+        .flatten()
+    {
+        let steps = optimizer_steps(args.samples, o.batch, o.accumulation);
         println!(
             "{:>9} × {:<10} | {:>15} | {:>19} | {:.4}",
             o.batch,
@@ -157,6 +169,7 @@ fn run(args: Args) -> Result<(), String> {
             "test_accuracy_valid_mode": o.test_accuracy, "test_accuracy_train_mode": o.train_mode_accuracy,
             "num_batches_tracked": o.batches_tracked, "wall_time_s": o.seconds})).collect::<Vec<_>>(),
         "grad_accumulation": {"batch_size": 32, "accumulation": 4,
+            "optimizer_steps": optimizer_steps(args.samples, 32, 4),
             "test_accuracy": accumulated.test_accuracy, "num_batches_tracked": accumulated.batches_tracked},
     });
     write_outputs(
@@ -167,6 +180,12 @@ fn run(args: Args) -> Result<(), String> {
         &numbers,
     )?;
     Ok(())
+}
+
+/// Optimizer steps of one pass over `samples` in mini-batches of `batch` (the last one
+/// partial), `accumulation` mini-batches per step.
+fn optimizer_steps(samples: usize, batch: usize, accumulation: usize) -> usize {
+    samples.div_ceil(batch).div_ceil(accumulation)
 }
 
 fn label(norm: NormKind) -> &'static str {
@@ -203,10 +222,19 @@ impl Runner<'_> {
         let model = BnLeNetConfig::new().with_norm(norm).init(self.device);
         let name = format!("{} batch {batch} × {accumulation}", label(norm));
         println!("\n== {name}");
-        let artifacts = args.artifact_dir.join(format!("{norm}_b{batch}_acc{accumulation}"));
-        let TrainOutcome { model, report, .. } =
-            train(model, &name, &config, self.data.clone(), self.device, &artifacts, false)
-                .map_err(|e| e.to_string())?;
+        let artifacts = args
+            .artifact_dir
+            .join(format!("{norm}_b{batch}_acc{accumulation}"));
+        let TrainOutcome { model, report, .. } = train(
+            model,
+            &name,
+            &config,
+            self.data.clone(),
+            self.device,
+            &artifacts,
+            false,
+        )
+        .map_err(|e| e.to_string())?;
         let model: BnLeNet = model.model;
         let (train_mode_accuracy, batches_tracked) = match model.norm1.as_ref() {
             Some(Norm::Ours(bn)) => (

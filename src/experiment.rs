@@ -1,12 +1,24 @@
-//! What every experiment example does around its runs: pick and announce the device, and
-//! write its figure and numbers to its artifact directory.
+//! What every example does around its work: pick and announce the device, write its figure
+//! and numbers to its artifact directory, and exit with a clear error.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use bn_train::{Panel, draw_panels};
 use burn::tensor::Device;
 
 use crate::BackendKind;
+
+/// An example's exit: success, or the error printed as `error: ...` with exit status 2.
+pub fn exit_code(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// The device of `backend` (or of the feature-selected backend), printed as the first line
 /// of output as every example does.

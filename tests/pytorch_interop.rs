@@ -42,7 +42,11 @@ fn assert_matches_pytorch<M: ImageClassifier>(model: &M, name: &str, device: &De
     let want_correct = (expected["eval_test_accuracy"].as_f64().unwrap() * 10_000.0).round();
     assert_eq!(eval.correct as f64, want_correct, "{name}: accuracy");
     let want = expected["eval_logits_first16"].as_array().unwrap();
-    assert_eq!((eval.first_logits.len(), want.len()), (16, 16), "{name}: 16 rows");
+    assert_eq!(
+        (eval.first_logits.len(), want.len()),
+        (16, 16),
+        "{name}: 16 rows"
+    );
     for (row, (got, want)) in eval.first_logits.iter().zip(want).enumerate() {
         for (class, (g, w)) in got.iter().zip(want.as_array().unwrap()).enumerate() {
             let w = w.as_f64().unwrap();
@@ -73,6 +77,19 @@ fn mlp_with_bn_pt_and_safetensors_match_pytorch() {
 }
 
 #[test]
+fn a_state_dict_inside_a_training_checkpoint_is_found() {
+    // scripts/gen_wrapped_checkpoint.py: the same weights under "model_state_dict.module.",
+    // next to an optimizer state with momentum buffers.
+    let device = Device::flex();
+    let model = load_state_dict(
+        BnLeNetConfig::new().init(&device),
+        &interop("bn_lenet_training_checkpoint.pt"),
+    )
+    .unwrap();
+    assert_matches_pytorch(&model, "bn_lenet", &device);
+}
+
+#[test]
 fn num_batches_tracked_comes_along() {
     // 2 epochs of 469 batches (60,000 / 128, the last one of 96 images).
     let device = Device::flex();
@@ -91,8 +108,14 @@ fn num_batches_tracked_comes_along() {
 fn state_dict_keys_and_shapes_are_pytorchs() {
     let device = Device::flex();
     for (name, keys) in [
-        ("bn_lenet", state_dict_shapes(&BnLeNetConfig::new().init(&device))),
-        ("mlp_with_bn", state_dict_shapes(&MlpWithBnConfig::new().init(&device))),
+        (
+            "bn_lenet",
+            state_dict_shapes(&BnLeNetConfig::new().init(&device)),
+        ),
+        (
+            "mlp_with_bn",
+            state_dict_shapes(&MlpWithBnConfig::new().init(&device)),
+        ),
     ] {
         let expected = expected(name)["state_dict_keys"].clone();
         let expected = expected.as_object().unwrap();
@@ -109,10 +132,24 @@ fn all_values<M: Module>(module: &M) -> Vec<Vec<f64>> {
     struct Values(Vec<Vec<f64>>);
     impl ModuleVisitor for Values {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(param.val().into_data().convert::<f64>().try_to_vec().unwrap());
+            self.0.push(
+                param
+                    .val()
+                    .into_data()
+                    .convert::<f64>()
+                    .try_to_vec()
+                    .unwrap(),
+            );
         }
         fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
-            self.0.push(param.val().into_data().convert::<f64>().try_to_vec().unwrap());
+            self.0.push(
+                param
+                    .val()
+                    .into_data()
+                    .convert::<f64>()
+                    .try_to_vec()
+                    .unwrap(),
+            );
         }
     }
     let mut values = Values(Vec::new());
@@ -139,7 +176,10 @@ fn tempdir() -> PathBuf {
 fn export_then_import_gives_identical_tensors() {
     let device = Device::flex();
     round_trip(|| BnLeNetConfig::new().init(&device), "bn_lenet.pt");
-    round_trip(|| MlpWithBnConfig::new().init(&device), "mlp_with_bn.safetensors");
+    round_trip(
+        || MlpWithBnConfig::new().init(&device),
+        "mlp_with_bn.safetensors",
+    );
 }
 
 #[test]
@@ -147,8 +187,11 @@ fn exported_file_has_pytorchs_bytes() {
     // The original safetensors file was written by PyTorch; ours must hold the same tensors
     // under the same keys, so reading both back as state_dicts gives equal values.
     let device = Device::flex();
-    let model = load_state_dict(MlpWithBnConfig::new().init(&device), &interop("mlp_with_bn.pt"))
-        .unwrap();
+    let model = load_state_dict(
+        MlpWithBnConfig::new().init(&device),
+        &interop("mlp_with_bn.pt"),
+    )
+    .unwrap();
     let exported = tempdir().join("mlp_export_check.safetensors");
     save_safetensors(&model, &exported).unwrap();
     let ours = std::fs::read(&exported).unwrap();
@@ -172,9 +215,21 @@ fn safetensors_header(bytes: &[u8]) -> Value {
 #[test]
 fn wrong_model_is_named() {
     let device = Device::flex();
-    let err = load_state_dict(BnLeNetConfig::new().init(&device), &interop("mlp_with_bn.pt"))
-        .unwrap_err();
-    assert!(matches!(err, InteropError::WrongModel { found: "MLPWithBN", .. }), "{err}");
+    let err = load_state_dict(
+        BnLeNetConfig::new().init(&device),
+        &interop("mlp_with_bn.pt"),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            InteropError::WrongModel {
+                found: "MLPWithBN",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("not a BNLeNet"), "{err}");
 }
 
@@ -183,7 +238,12 @@ fn missing_and_unexpected_keys_are_listed() {
     let device = Device::flex();
     let no_bias = MlpWithBnConfig::new().with_hidden_bias(false);
     let err = load_state_dict(no_bias.init(&device), &interop("mlp_with_bn.pt")).unwrap_err();
-    let InteropError::KeyMismatch { missing, unexpected, .. } = &err else {
+    let InteropError::KeyMismatch {
+        missing,
+        unexpected,
+        ..
+    } = &err
+    else {
         panic!("{err}")
     };
     assert!(missing.is_empty(), "{err}");
@@ -193,7 +253,12 @@ fn missing_and_unexpected_keys_are_listed() {
     let exported = tempdir().join("mlp_no_bias.safetensors");
     save_safetensors(&no_bias.init(&device), &exported).unwrap();
     let err = load_state_dict(MlpWithBnConfig::new().init(&device), &exported).unwrap_err();
-    let InteropError::KeyMismatch { missing, unexpected, .. } = &err else {
+    let InteropError::KeyMismatch {
+        missing,
+        unexpected,
+        ..
+    } = &err
+    else {
         panic!("{err}")
     };
     assert_eq!(missing, &["fc1.bias", "fc2.bias"], "{err}");
@@ -221,7 +286,9 @@ fn wrong_shape_names_key_and_both_shapes() {
     let device = Device::flex();
     let err = load_state_dict(BnLeNetConfig::new().init(&device), &path).unwrap_err();
     assert!(
-        err.to_string().contains("size mismatch for net.15.bias: the checkpoint has shape [2, 5], the model expects [10]"),
+        err.to_string().contains(
+            "size mismatch for net.15.bias: the checkpoint has shape [2, 5], the model expects [10]"
+        ),
         "{err}"
     );
 }
@@ -247,8 +314,11 @@ fn folded_networks_match_to_1e5_and_keep_pytorchs_accuracy() {
     let device = Device::flex();
     let lenet: BnLeNet =
         load_state_dict(BnLeNetConfig::new().init(&device), &interop("bn_lenet.pt")).unwrap();
-    let mlp: MlpWithBn =
-        load_state_dict(MlpWithBnConfig::new().init(&device), &interop("mlp_with_bn.pt")).unwrap();
+    let mlp: MlpWithBn = load_state_dict(
+        MlpWithBnConfig::new().init(&device),
+        &interop("mlp_with_bn.pt"),
+    )
+    .unwrap();
     let test = test_split().take(1_000);
     let images = bn_train::data::ImageBatcher;
     let items: Vec<_> = (0..256)
@@ -261,7 +331,10 @@ fn folded_networks_match_to_1e5_and_keep_pytorchs_accuracy() {
     };
     check(
         lenet.classify(batch.images.clone()),
-        lenet.fold_batchnorm().unwrap().classify(batch.images.clone()),
+        lenet
+            .fold_batchnorm()
+            .unwrap()
+            .classify(batch.images.clone()),
         "BNLeNet",
     );
     check(

@@ -12,8 +12,8 @@ use bn_layers::NormError;
 
 use crate::ImageClassifier;
 use crate::fold::{FoldBatchNorm, fold_conv, fold_linear};
-use crate::pytorch::{LayerKind, PytorchStateDict};
 use crate::norm::{Norm, NormKind, apply};
+use crate::pytorch::{LayerKind, PytorchStateDict};
 
 /// Configuration of [`BnLeNet`].
 #[derive(Config, Debug)]

@@ -10,8 +10,8 @@ use bn_layers::NormError;
 
 use crate::ImageClassifier;
 use crate::fold::{FoldBatchNorm, fold_linear};
-use crate::pytorch::{LayerKind, PytorchStateDict};
 use crate::norm::{Norm, NormKind, apply};
+use crate::pytorch::{LayerKind, PytorchStateDict};
 
 /// Configuration of [`MlpWithBn`].
 #[derive(Config, Debug)]
@@ -139,5 +139,44 @@ impl ImageClassifier for MlpWithBn {
 
     fn first_norm(&self) -> Option<&Norm> {
         self.norm1.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn dropout_and_placement_keep_parameter_counts() {
+        let device = Device::flex().autodiff();
+        let count = |config: MlpWithBnConfig| crate::trainable_params(&config.init(&device));
+        let seed_layout = count(MlpWithBnConfig::new());
+        assert_eq!(
+            count(MlpWithBnConfig::new().with_norm_after_activation(true)),
+            seed_layout
+        );
+        assert_eq!(count(MlpWithBnConfig::new().with_dropout(0.5)), seed_layout);
+    }
+
+    #[test]
+    fn dropout_is_off_in_evaluation_mode() {
+        let device = Device::flex();
+        let mlp = MlpWithBnConfig::new().with_dropout(0.5).init(&device);
+        let x = Tensor::<2>::random([4, 784], Distribution::Default, &device);
+        let a: Vec<f32> = mlp.forward(x.clone()).into_data().iter::<f32>().collect();
+        let b: Vec<f32> = mlp.forward(x).into_data().iter::<f32>().collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn normalization_after_the_activation_does_not_fold() {
+        let device = Device::flex();
+        let mlp = MlpWithBnConfig::new()
+            .with_norm_after_activation(true)
+            .init(&device);
+        let err = mlp.fold_batchnorm().unwrap_err();
+        assert_eq!(err.kind(), "NotFoldable");
+        assert!(err.to_string().contains("after the ReLU"), "{err}");
     }
 }

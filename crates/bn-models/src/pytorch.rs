@@ -81,7 +81,9 @@ pub enum InteropError {
         keys: String,
     },
     /// Keys the model needs are absent, or the file has keys the model does not know.
-    #[error("{path}: the state_dict does not fit {class}: missing keys {missing:?}, unexpected keys {unexpected:?}")]
+    #[error(
+        "{path}: the state_dict does not fit {class}: missing keys {missing:?}, unexpected keys {unexpected:?}"
+    )]
     KeyMismatch {
         /// The file.
         path: PathBuf,
@@ -93,7 +95,9 @@ pub enum InteropError {
         unexpected: Vec<String>,
     },
     /// A tensor has another shape than the model's parameter.
-    #[error("{path}: size mismatch for {key}: the checkpoint has shape {found:?}, the model expects {expected:?}")]
+    #[error(
+        "{path}: size mismatch for {key}: the checkpoint has shape {found:?}, the model expects {expected:?}"
+    )]
     ShapeMismatch {
         /// The file.
         path: PathBuf,
@@ -161,14 +165,17 @@ pub fn state_dict_shapes<M: PytorchStateDict>(model: &M) -> Vec<(String, Vec<usi
 /// Loads a PyTorch state_dict (`.pt`/`.pth` from `torch.save`, or `.safetensors`) into `model`.
 ///
 /// Every key of the model must be in the file with PyTorch's shape, and the file may hold no
-/// other key (PyTorch's `load_state_dict(strict=True)`). Running statistics and
+/// other key (PyTorch's `load_state_dict(strict=True)`). A state_dict saved inside a training
+/// checkpoint (`{"model_state_dict": ..., "optimizer_state_dict": ...}` or `"state_dict"`)
+/// or from an `nn.DataParallel` model (keys `module.*`) is found under its prefix, as
+/// `model.load_state_dict(checkpoint["model_state_dict"])` would take it. Running statistics and
 /// `num_batches_tracked` are loaded with the weights. Tensors keep the model's float dtype.
 ///
 /// # Errors
 /// [`InteropError`] naming the file and, where one is at fault, the key and the shapes.
 pub fn load_state_dict<M: PytorchStateDict>(mut model: M, path: &Path) -> Result<M, InteropError> {
-    let mut tensors = read_tensors(path)?;
     let entries = entries(&model);
+    let mut tensors = unwrap_state_dict(read_tensors(path)?, &entries);
     check_keys::<M>(path, &entries, &tensors)?;
 
     let mut converted = Vec::with_capacity(entries.len());
@@ -272,6 +279,38 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, PackTensor>, InteropErro
     }
 }
 
+/// Prefixes under which training scripts commonly save a state_dict.
+const WRAPPERS: [&str; 5] = [
+    "module.",
+    "model_state_dict.",
+    "state_dict.",
+    "model_state_dict.module.",
+    "state_dict.module.",
+];
+
+/// The tensors themselves when any key is the model's, else the first wrapper prefix under
+/// which some are, with the prefix removed and everything outside it dropped.
+fn unwrap_state_dict(
+    tensors: BTreeMap<String, PackTensor>,
+    entries: &[Entry],
+) -> BTreeMap<String, PackTensor> {
+    let wanted = |key: &str| entries.iter().any(|entry| entry.key == key);
+    if tensors.keys().any(|key| wanted(key)) {
+        return tensors;
+    }
+    let Some(prefix) = WRAPPERS.iter().find(|prefix| {
+        tensors
+            .keys()
+            .any(|key| key.strip_prefix(**prefix).is_some_and(wanted))
+    }) else {
+        return tensors;
+    };
+    tensors
+        .into_iter()
+        .filter_map(|(key, tensor)| Some((key.strip_prefix(prefix)?.to_string(), tensor)))
+        .collect()
+}
+
 /// The known classes and a key that only their state_dicts have.
 const KNOWN_CLASSES: [(&str, &str); 2] = [("BNLeNet", "net.0.weight"), ("MLPWithBN", "fc1.weight")];
 
@@ -300,13 +339,23 @@ fn check_keys<M: PytorchStateDict>(
     Err(InteropError::KeyMismatch {
         path: path.to_path_buf(),
         class: M::CLASS,
-        missing: wanted.difference(&found).map(|key| key.to_string()).collect(),
-        unexpected: found.difference(&wanted).map(|key| key.to_string()).collect(),
+        missing: wanted
+            .difference(&found)
+            .map(|key| key.to_string())
+            .collect(),
+        unexpected: found
+            .difference(&wanted)
+            .map(|key| key.to_string())
+            .collect(),
     })
 }
 
 /// Checks one tensor against its entry and converts it to our layout, name and dtype.
-fn import_tensor(path: &Path, entry: &Entry, tensor: PackTensor) -> Result<PackTensor, InteropError> {
+fn import_tensor(
+    path: &Path,
+    entry: &Entry,
+    tensor: PackTensor,
+) -> Result<PackTensor, InteropError> {
     let found = tensor.shape.to_vec();
     if found != entry.shape {
         return Err(InteropError::ShapeMismatch {
@@ -321,7 +370,11 @@ fn import_tensor(path: &Path, entry: &Entry, tensor: PackTensor) -> Result<PackT
         return Err(InteropError::DTypeMismatch {
             path: path.to_path_buf(),
             key: entry.key.clone(),
-            expected: if want_float { "a float tensor" } else { "an integer tensor" },
+            expected: if want_float {
+                "a float tensor"
+            } else {
+                "an integer tensor"
+            },
             found: tensor.dtype,
         });
     }
@@ -344,7 +397,10 @@ fn convert(data: TensorData, conversion: Conversion, direction: Direction) -> Te
         Conversion::Same => data,
         Conversion::Transpose => transpose(data),
         Conversion::Scalar => {
-            let value: Vec<i64> = data.convert::<i64>().try_to_vec().expect("converted to i64");
+            let value: Vec<i64> = data
+                .convert::<i64>()
+                .try_to_vec()
+                .expect("converted to i64");
             match direction {
                 Direction::Import => TensorData::new(value, [1]),
                 Direction::Export => TensorData::new(value, Vec::<usize>::new()),
@@ -357,7 +413,10 @@ fn convert(data: TensorData, conversion: Conversion, direction: Direction) -> Te
 fn transpose(data: TensorData) -> TensorData {
     let [rows, cols] = [data.shape()[0], data.shape()[1]];
     let dtype = data.dtype();
-    let values: Vec<f64> = data.convert::<f64>().try_to_vec().expect("converted to f64");
+    let values: Vec<f64> = data
+        .convert::<f64>()
+        .try_to_vec()
+        .expect("converted to f64");
     let transposed: Vec<f64> = (0..cols)
         .flat_map(|c| (0..rows).map(move |r| (r, c)))
         .map(|(r, c)| values[r * cols + c])

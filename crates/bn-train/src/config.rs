@@ -83,10 +83,7 @@ impl TrainConfig {
             ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!(
-                "--lr must be positive and finite, got {}",
-                self.lr
-            ));
+            return Err(format!("--lr must be positive and finite, got {}", self.lr));
         }
         if self.grad_accumulation == 0 {
             return Err("--grad-accumulation must be at least 1".into());

@@ -11,8 +11,8 @@ mod report;
 mod train;
 
 pub use classifier::Classifier;
-pub use evaluate::{Evaluation, evaluate};
 pub use config::{LrSchedule, OptimizerKind, TrainConfig};
+pub use evaluate::{Evaluation, evaluate};
 pub use plot::{Line, Panel, draw_curves, draw_panels};
 pub use progress::PlainProgress;
 pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};

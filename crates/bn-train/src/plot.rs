@@ -69,11 +69,16 @@ pub fn draw_panels(
     panels: &[Panel],
 ) -> Result<(), Box<dyn std::error::Error>> {
     const PANEL_WIDTH: u32 = 520;
-    let width = PANEL_WIDTH * panels.len().max(1) as u32;
+    const MIN_WIDTH: u32 = 860;
+    let width = (PANEL_WIDTH * panels.len().max(1) as u32).max(MIN_WIDTH);
     let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
-    for (area, panel) in root.split_evenly((1, panels.len().max(1))).iter().zip(panels) {
+    for (area, panel) in root
+        .split_evenly((1, panels.len().max(1)))
+        .iter()
+        .zip(panels)
+    {
         let points = || panel.lines.iter().flat_map(|line| line.points.iter());
         let (x_lo, x_hi) = bounds(points().map(|p| p.0));
         let (y_lo, y_hi) = bounds(points().map(|p| p.1));
@@ -86,7 +91,10 @@ pub fn draw_panels(
             draw_lines(chart.build_cartesian_2d(x_range, y_range)?, panel)?;
         } else {
             let x_pad = if x_hi > x_lo { 0.0 } else { 1.0 };
-            draw_lines(chart.build_cartesian_2d(x_lo..x_hi + x_pad, y_range)?, panel)?;
+            draw_lines(
+                chart.build_cartesian_2d(x_lo..x_hi + x_pad, y_range)?,
+                panel,
+            )?;
         }
     }
     root.present()?;
@@ -115,6 +123,8 @@ where
 {
     chart
         .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&|x| compact(*x))
         .x_desc(panel.x_label.as_str())
         .y_desc(panel.y_label.as_str())
         .draw()
@@ -147,6 +157,12 @@ where
         .draw()
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// A tick label without trailing zeros: `0.01`, `2`, `128`.
+fn compact(x: f64) -> String {
+    let text = format!("{x:.4}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Draws `curves.svg`: loss on the left, accuracy on the right, train and test in each.
