@@ -1,6 +1,6 @@
 //! "Batch normalization allows higher learning rates": BN-LeNet against plain LeNet on
-//! Fashion-MNIST, plain SGD at a constant learning rate swept over {0.01, 0.1, 0.5, 1, 2}
-//! and on to 5 and 10.
+//! Fashion-MNIST, plain SGD whose peak learning rate (cosine schedule) is swept over
+//! {0.01, 0.1, 0.5, 1, 2} and on to 5 and 10.
 //! Same initialization seed, same data order, same budget for every run.
 //!
 //! ```text
@@ -16,7 +16,9 @@ use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig, train};
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
+use burn_batchnorm::experiment::{
+    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, write_outputs,
+};
 use clap::Parser;
 use serde_json::json;
 
@@ -82,11 +84,12 @@ fn run(args: Args) -> Result<(), String> {
                 .with_batch_size(args.batch_size)
                 .with_lr(lr)
                 .with_momentum(0.0)
-                .with_schedule(LrSchedule::Constant)
+                .with_schedule(LrSchedule::Cosine)
                 .with_norm(norm)
                 .with_seed(args.seed)
                 .with_limit_train(Some(args.limit_train))
-                .with_limit_test(Some(args.limit_test));
+                .with_limit_test(Some(args.limit_test))
+                .with_num_workers(REPRODUCIBLE_LOADER_WORKERS);
             device.seed(args.seed);
             let model = BnLeNetConfig::new().with_norm(norm).init(&device);
             let name = format!("{} lr={lr}", model_name(norm));
@@ -113,7 +116,7 @@ fn run(args: Args) -> Result<(), String> {
     }
 
     println!(
-        "\n{} epochs on {} images, batch {}, plain SGD, constant lr, seed {}",
+        "\n{} epochs on {} images, batch {}, plain SGD, cosine schedule from the lr, seed {}",
         args.epochs, args.limit_train, args.batch_size, args.seed
     );
     println!("model    |     lr | train loss | test acc (eval) | time s");
@@ -171,7 +174,7 @@ fn run(args: Args) -> Result<(), String> {
     ];
     let numbers = json!({
         "epochs": args.epochs, "train_images": args.limit_train, "test_images": args.limit_test,
-        "batch_size": args.batch_size, "optimizer": "SGD, momentum 0, constant lr", "seed": args.seed,
+        "batch_size": args.batch_size, "optimizer": "SGD, momentum 0, cosine schedule from lr to 0", "seed": args.seed,
         "runs": outcomes.iter().map(|o| json!({"model": model_name(o.norm), "lr": o.lr,
             "final_train_loss": o.train_loss, "test_accuracy": o.test_accuracy,
             "wall_time_s": o.seconds})).collect::<Vec<_>>(),

@@ -17,7 +17,9 @@ use bn_models::{MlpWithBnConfig, NormKind, trainable_params};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig, train};
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
+use burn_batchnorm::experiment::{
+    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, write_outputs,
+};
 use clap::Parser;
 use serde_json::json;
 
@@ -118,7 +120,8 @@ fn run(args: Args) -> Result<(), String> {
                 .with_norm(variant.config.norm)
                 .with_seed(seed)
                 .with_limit_train(Some(args.limit_train))
-                .with_limit_test(Some(args.limit_test));
+                .with_limit_test(Some(args.limit_test))
+                .with_num_workers(REPRODUCIBLE_LOADER_WORKERS);
             device.seed(seed);
             let model = variant.config.init(&device);
             params = trainable_params(&model);

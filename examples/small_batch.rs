@@ -22,7 +22,9 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
+use burn_batchnorm::experiment::{
+    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, write_outputs,
+};
 use clap::Parser;
 use serde_json::json;
 
@@ -217,7 +219,8 @@ impl Runner<'_> {
             .with_seed(args.seed)
             .with_grad_accumulation(accumulation)
             .with_limit_train(Some(args.samples))
-            .with_limit_test(Some(args.limit_test));
+            .with_limit_test(Some(args.limit_test))
+            .with_num_workers(REPRODUCIBLE_LOADER_WORKERS);
         self.device.seed(args.seed);
         let model = BnLeNetConfig::new().with_norm(norm).init(self.device);
         let name = format!("{} batch {batch} × {accumulation}", label(norm));

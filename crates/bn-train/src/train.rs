@@ -10,6 +10,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::data::dataset::transform::PartialDataset;
 use burn::module::{Module, ModuleDisplay};
+use burn::optim::lr_scheduler::composed::ComposedLrSchedulerConfig;
 use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, SgdConfig};
@@ -162,7 +163,10 @@ where
     let learner = match config.schedule {
         LrSchedule::Constant => Learner::new(classifier, optimizer, config.lr),
         LrSchedule::Cosine => {
-            let schedule = CosineAnnealingLrSchedulerConfig::new(config.lr, steps)
+            // lr × (a cosine from 1 to 0): burn's cosine scheduler alone refuses a peak above 1.
+            let schedule = ComposedLrSchedulerConfig::new()
+                .constant(config.lr)
+                .cosine(CosineAnnealingLrSchedulerConfig::new(1.0, steps))
                 .init()
                 .map_err(TrainError::Config)?;
             Learner::new(classifier, optimizer, schedule)
