@@ -6,6 +6,9 @@
 //! ```
 //! (The same feature set as the tests reuses their build of Burn.)
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use bn_models::{BnLeNetConfig, FoldBatchNorm, ImageClassifier, MlpWithBnConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

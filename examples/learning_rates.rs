@@ -14,10 +14,10 @@ use std::process::ExitCode;
 
 use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
-use bn_train::{Line, LrSchedule, Panel, TrainConfig, train};
+use bn_train::{Line, LrSchedule, Panel, TrainConfig};
 use burn_batchnorm::BackendKind;
 use burn_batchnorm::experiment::{
-    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, write_outputs,
+    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, train_run, write_outputs,
 };
 use clap::Parser;
 use serde_json::json;
@@ -93,18 +93,8 @@ fn run(args: Args) -> Result<(), String> {
             device.seed(args.seed);
             let model = BnLeNetConfig::new().with_norm(norm).init(&device);
             let name = format!("{} lr={lr}", model_name(norm));
-            println!("\n== {name}");
             let artifacts = args.artifact_dir.join(format!("{norm}_lr{lr}"));
-            let outcome = train(
-                model,
-                &name,
-                &config,
-                data.clone(),
-                &device,
-                &artifacts,
-                false,
-            )
-            .map_err(|e| e.to_string())?;
+            let outcome = train_run(model, &name, &config, &data, &device, &artifacts)?;
             outcomes.push(Outcome {
                 norm,
                 lr,

@@ -15,10 +15,10 @@ use std::process::ExitCode;
 
 use bn_models::{MlpWithBnConfig, NormKind, trainable_params};
 use bn_train::data::{TrainTest, locate};
-use bn_train::{Line, LrSchedule, Panel, TrainConfig, train};
+use bn_train::{Line, LrSchedule, Panel, TrainConfig};
 use burn_batchnorm::BackendKind;
 use burn_batchnorm::experiment::{
-    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, write_outputs,
+    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, train_run, write_outputs,
 };
 use clap::Parser;
 use serde_json::json;
@@ -126,18 +126,8 @@ fn run(args: Args) -> Result<(), String> {
             let model = variant.config.init(&device);
             params = trainable_params(&model);
             let name = format!("{} (seed {seed})", variant.name);
-            println!("\n== {name}");
             let artifacts = args.artifact_dir.join(format!("variant{v}_seed{seed}"));
-            let outcome = train(
-                model,
-                &name,
-                &config,
-                data.clone(),
-                &device,
-                &artifacts,
-                false,
-            )
-            .map_err(|e| e.to_string())?;
+            let outcome = train_run(model, &name, &config, &data, &device, &artifacts)?;
             per_seed.push(outcome.epochs.iter().map(|e| e.test_accuracy).collect());
         }
         results.push((params, per_seed));

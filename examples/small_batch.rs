@@ -17,13 +17,13 @@ use std::process::ExitCode;
 use bn_layers::set_training;
 use bn_models::{BnLeNet, BnLeNetConfig, Norm, NormKind};
 use bn_train::data::{FashionMnist, TrainTest, locate};
-use bn_train::{Line, LrSchedule, Panel, TrainConfig, TrainOutcome, evaluate, train};
+use bn_train::{Line, LrSchedule, Panel, TrainConfig, TrainOutcome, evaluate};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn_batchnorm::BackendKind;
 use burn_batchnorm::experiment::{
-    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, write_outputs,
+    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, train_run, write_outputs,
 };
 use clap::Parser;
 use serde_json::json;
@@ -224,20 +224,11 @@ impl Runner<'_> {
         self.device.seed(args.seed);
         let model = BnLeNetConfig::new().with_norm(norm).init(self.device);
         let name = format!("{} batch {batch} × {accumulation}", label(norm));
-        println!("\n== {name}");
         let artifacts = args
             .artifact_dir
             .join(format!("{norm}_b{batch}_acc{accumulation}"));
-        let TrainOutcome { model, report, .. } = train(
-            model,
-            &name,
-            &config,
-            self.data.clone(),
-            self.device,
-            &artifacts,
-            false,
-        )
-        .map_err(|e| e.to_string())?;
+        let TrainOutcome { model, report, .. } =
+            train_run(model, &name, &config, self.data, self.device, &artifacts)?;
         let model: BnLeNet = model.model;
         let (train_mode_accuracy, batches_tracked) = match model.norm1.as_ref() {
             Some(Norm::Ours(bn)) => (

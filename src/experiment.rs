@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bn_train::{Panel, draw_panels};
+use bn_models::ImageClassifier;
+use bn_train::data::TrainTest;
+use bn_train::{Panel, TrainConfig, TrainOutcome, draw_panels, train};
+use burn::module::{Module, ModuleDisplay};
 use burn::tensor::Device;
 
 use crate::BackendKind;
@@ -35,6 +38,26 @@ pub fn announce_device(backend: Option<BackendKind>) -> Result<Device, String> {
     let device = backend.device()?;
     println!("backend: {backend}, device: {device:?}");
     Ok(device)
+}
+
+/// One training run of an experiment: announces it as `== name`, trains with the pipeline of
+/// the main job into `dir` (a fresh run, not a resume), and turns a failure into its message.
+///
+/// # Errors
+/// The training error's message.
+pub fn train_run<M>(
+    model: M,
+    name: &str,
+    config: &TrainConfig,
+    data: &TrainTest,
+    device: &Device,
+    dir: &Path,
+) -> Result<TrainOutcome<M>, String>
+where
+    M: Module + ModuleDisplay + ImageClassifier + 'static,
+{
+    println!("\n== {name}");
+    train(model, name, config, data.clone(), device, dir, false).map_err(|e| e.to_string())
 }
 
 /// Writes `<stem>.svg` (the panels under `title`) and `<stem>.json` (`numbers`) into `dir`,

@@ -30,6 +30,16 @@ fn expected(model: &str) -> Value {
     json["models"][model].clone()
 }
 
+/// A fresh BN-LeNet on flex with the weights of `file` (from `tests/data/interop/`).
+fn bn_lenet(file: &str) -> Result<BnLeNet, InteropError> {
+    load_state_dict(BnLeNetConfig::new().init(&Device::flex()), &interop(file))
+}
+
+/// A fresh MLPWithBN on flex with the weights of `file` (from `tests/data/interop/`).
+fn mlp(file: &str) -> Result<MlpWithBn, InteropError> {
+    load_state_dict(MlpWithBnConfig::new().init(&Device::flex()), &interop(file))
+}
+
 fn test_split() -> FashionMnist {
     let dir = locate(None).expect("Fashion-MNIST (apt-get install dataset-fashion-mnist)");
     FashionMnist::load(&dir, Split::Test).unwrap()
@@ -60,19 +70,15 @@ fn assert_matches_pytorch<M: ImageClassifier>(model: &M, name: &str, device: &De
 
 #[test]
 fn bn_lenet_pt_and_safetensors_match_pytorch() {
-    let device = Device::flex();
     for file in ["bn_lenet.pt", "bn_lenet.safetensors"] {
-        let model = load_state_dict(BnLeNetConfig::new().init(&device), &interop(file)).unwrap();
-        assert_matches_pytorch(&model, "bn_lenet", &device);
+        assert_matches_pytorch(&bn_lenet(file).unwrap(), "bn_lenet", &Device::flex());
     }
 }
 
 #[test]
 fn mlp_with_bn_pt_and_safetensors_match_pytorch() {
-    let device = Device::flex();
     for file in ["mlp_with_bn.pt", "mlp_with_bn.safetensors"] {
-        let model = load_state_dict(MlpWithBnConfig::new().init(&device), &interop(file)).unwrap();
-        assert_matches_pytorch(&model, "mlp_with_bn", &device);
+        assert_matches_pytorch(&mlp(file).unwrap(), "mlp_with_bn", &Device::flex());
     }
 }
 
@@ -80,24 +86,14 @@ fn mlp_with_bn_pt_and_safetensors_match_pytorch() {
 fn a_state_dict_inside_a_training_checkpoint_is_found() {
     // scripts/gen_wrapped_checkpoint.py: the same weights under "model_state_dict.module.",
     // next to an optimizer state with momentum buffers.
-    let device = Device::flex();
-    let model = load_state_dict(
-        BnLeNetConfig::new().init(&device),
-        &interop("bn_lenet_training_checkpoint.pt"),
-    )
-    .unwrap();
-    assert_matches_pytorch(&model, "bn_lenet", &device);
+    let model = bn_lenet("bn_lenet_training_checkpoint.pt").unwrap();
+    assert_matches_pytorch(&model, "bn_lenet", &Device::flex());
 }
 
 #[test]
 fn num_batches_tracked_comes_along() {
     // 2 epochs of 469 batches (60,000 / 128, the last one of 96 images).
-    let device = Device::flex();
-    let model = load_state_dict(
-        BnLeNetConfig::new().init(&device),
-        &interop("bn_lenet.safetensors"),
-    )
-    .unwrap();
+    let model = bn_lenet("bn_lenet.safetensors").unwrap();
     let bn_models::Norm::Ours(bn) = model.norm1.as_ref().unwrap() else {
         panic!("BnLeNetConfig::new() uses our BatchNorm")
     };
@@ -183,15 +179,12 @@ fn export_then_import_gives_identical_tensors() {
 }
 
 #[test]
-fn exported_file_has_pytorchs_bytes() {
-    // The original safetensors file was written by PyTorch; ours must hold the same tensors
-    // under the same keys, so reading both back as state_dicts gives equal values.
-    let device = Device::flex();
-    let model = load_state_dict(
-        MlpWithBnConfig::new().init(&device),
-        &interop("mlp_with_bn.pt"),
-    )
-    .unwrap();
+fn exported_header_has_pytorchs_keys_dtypes_and_shapes() {
+    // The original safetensors file was written by PyTorch: ours must declare every one of its
+    // tensors under the same key with the same dtype (I64 for num_batches_tracked) and shape
+    // (0-d for num_batches_tracked, [out, in] for Linear weights). The values are checked by
+    // the round trip above and by scripts/check_pytorch_export.py in PyTorch itself.
+    let model = mlp("mlp_with_bn.pt").unwrap();
     let exported = tempdir().join("mlp_export_check.safetensors");
     save_safetensors(&model, &exported).unwrap();
     let ours = std::fs::read(&exported).unwrap();
@@ -214,12 +207,7 @@ fn safetensors_header(bytes: &[u8]) -> Value {
 
 #[test]
 fn wrong_model_is_named() {
-    let device = Device::flex();
-    let err = load_state_dict(
-        BnLeNetConfig::new().init(&device),
-        &interop("mlp_with_bn.pt"),
-    )
-    .unwrap_err();
+    let err = bn_lenet("mlp_with_bn.pt").unwrap_err();
     assert!(
         matches!(
             err,
@@ -312,13 +300,8 @@ fn unreadable_files_are_refused_with_their_path() {
 #[test]
 fn folded_networks_match_to_1e5_and_keep_pytorchs_accuracy() {
     let device = Device::flex();
-    let lenet: BnLeNet =
-        load_state_dict(BnLeNetConfig::new().init(&device), &interop("bn_lenet.pt")).unwrap();
-    let mlp: MlpWithBn = load_state_dict(
-        MlpWithBnConfig::new().init(&device),
-        &interop("mlp_with_bn.pt"),
-    )
-    .unwrap();
+    let lenet = bn_lenet("bn_lenet.pt").unwrap();
+    let mlp = mlp("mlp_with_bn.pt").unwrap();
     let test = test_split().take(1_000);
     let images = bn_train::data::ImageBatcher;
     let items: Vec<_> = (0..256)

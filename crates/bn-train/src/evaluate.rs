@@ -71,7 +71,7 @@ fn rows(logits: Tensor<2>, n: usize) -> Vec<Vec<f32>> {
     let [batch, classes] = logits.dims();
     let n = n.min(batch);
     let values: Vec<f32> = logits
-        .slice([0..n])
+        .narrow(0, 0, n)
         .into_data()
         .convert::<f32>()
         .try_to_vec()
