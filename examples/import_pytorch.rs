@@ -9,7 +9,7 @@
 //!     --weights ../shared/interop/bn_lenet.pt --out logits.json --fold
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
 use burn::tensor::{Device, Distribution, Tensor};
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, exit_code};
+use burn_batchnorm::experiment::{announce_device, exit_code, write_json};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
@@ -175,9 +175,4 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .zip(b.iter().flatten())
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
-    std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bn_models::{MoonsMlp, MoonsMlpConfig, NormKind};
-use bn_train::data::{Moons, make_moons};
+use bn_train::data::{Moons, NumpyRandomState, make_moons};
 use bn_train::{Line, Panel};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -28,13 +28,13 @@ use serde_json::json;
 struct Args {
     /// Seed of the data (as `random_state`), the initialization and the shuffling.
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    seed: u32,
     /// Epochs per run.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     /// Further initialization seeds (seed+1, ...) to check the lr=1e-4 result is not luck.
     #[arg(long, default_value_t = 20)]
-    repeats: u64,
+    repeats: u32,
     /// Where to write moons.svg and moons.json.
     #[arg(long, default_value = "artifacts/mlp_moons")]
     artifact_dir: PathBuf,
@@ -98,7 +98,7 @@ fn run(args: Args) -> Result<(), String> {
         return Err("--epochs must be at least 1".into());
     }
     let device = announce_device(args.backend)?.autodiff();
-    let seed = u32::try_from(args.seed).map_err(|_| "--seed must fit in 32 bits (as NumPy's)")?;
+    let seed = args.seed;
     let moons = make_moons(POINTS, NOISE, seed);
     println!(
         "make_moons({POINTS}, noise={NOISE}, random_state={seed}); first point {:?}",
@@ -110,7 +110,7 @@ fn run(args: Args) -> Result<(), String> {
         for bn in [false, true] {
             // The same seed before each model, so both variants start from the same Linear
             // weights (BatchNorm draws no random numbers), as in moons.py.
-            device.seed(args.seed);
+            device.seed(u64::from(args.seed));
             let norm = if bn { NormKind::Ours } else { NormKind::None };
             let model = MoonsMlpConfig::new().with_norm(norm).init(&device);
             let (losses, accuracy) = train(model, &moons, lr, args.epochs, args.seed, &device);
@@ -202,7 +202,7 @@ fn run(args: Args) -> Result<(), String> {
 
 /// How often BN wins at the seed's learning rate over other initialization seeds.
 struct Robustness {
-    bn_wins: u64,
+    bn_wins: u32,
     mean_drop_bn: f64,
     mean_drop_plain: f64,
 }
@@ -214,17 +214,17 @@ fn repeat_small_lr(moons: &Moons, args: &Args, device: &Device) -> Robustness {
         mean_drop_bn: 0.0,
         mean_drop_plain: 0.0,
     };
-    for seed in (args.seed + 1)..=(args.seed + args.repeats) {
+    for seed in (1..=args.repeats).map(|i| args.seed.wrapping_add(i)) {
         let drop = |norm: NormKind| {
-            device.seed(seed);
+            device.seed(u64::from(seed));
             let model = MoonsMlpConfig::new().with_norm(norm).init(device);
             let (losses, _) = train(model, moons, lr, args.epochs, seed, device);
             losses[0] - losses[losses.len() - 1]
         };
         let (bn, plain) = (drop(NormKind::Ours), drop(NormKind::None));
-        result.bn_wins += u64::from(bn > plain);
-        result.mean_drop_bn += bn / args.repeats.max(1) as f64;
-        result.mean_drop_plain += plain / args.repeats.max(1) as f64;
+        result.bn_wins += u32::from(bn > plain);
+        result.mean_drop_bn += bn / f64::from(args.repeats.max(1));
+        result.mean_drop_plain += plain / f64::from(args.repeats.max(1));
     }
     result
 }
@@ -244,13 +244,13 @@ fn train(
     moons: &Moons,
     lr: f64,
     epochs: usize,
-    seed: u64,
+    seed: u32,
     device: &Device,
 ) -> (Vec<f64>, f64) {
     let mut optimizer = SgdConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut order: Vec<usize> = (0..moons.points.len()).collect();
-    let mut shuffler = Shuffler(seed);
+    let mut shuffler = NumpyRandomState::new(seed);
     let mut losses = Vec::with_capacity(epochs);
     for _ in 0..epochs {
         shuffler.shuffle(&mut order);
@@ -283,24 +283,4 @@ fn tensors(moons: &Moons, indices: &[usize], device: &Device) -> (Tensor<2>, Ten
         Tensor::from_data(TensorData::new(coords, [indices.len(), 2]), device),
         Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
     )
-}
-
-/// A seeded Fisher–Yates shuffle (SplitMix64), the DataLoader's `shuffle=True`.
-struct Shuffler(u64);
-
-impl Shuffler {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn shuffle(&mut self, values: &mut [usize]) {
-        for i in (1..values.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            values.swap(i, j);
-        }
-    }
 }

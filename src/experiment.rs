@@ -1,7 +1,7 @@
 //! What every example does around its work: pick and announce the device, write its figure
 //! and numbers to its artifact directory, and exit with a clear error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use bn_models::ImageClassifier;
@@ -71,13 +71,21 @@ pub fn write_outputs(
     title: &str,
     panels: &[Panel],
     numbers: &serde_json::Value,
-) -> Result<(PathBuf, PathBuf), String> {
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let svg = dir.join(format!("{stem}.svg"));
     draw_panels(&svg, title, panels).map_err(|e| format!("{}: {e}", svg.display()))?;
     let json = dir.join(format!("{stem}.json"));
-    let text = serde_json::to_string_pretty(numbers).expect("JSON values serialize");
-    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    write_json(&json, numbers)?;
     println!("wrote {} and {}", svg.display(), json.display());
-    Ok((svg, json))
+    Ok(())
+}
+
+/// Writes `value` as pretty-printed JSON to `path`.
+///
+/// # Errors
+/// A message naming the file that could not be written.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }

@@ -15,7 +15,7 @@ use bn_models::{
 use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
 fn interop(name: &str) -> PathBuf {
@@ -126,26 +126,15 @@ fn state_dict_keys_and_shapes_are_pytorchs() {
 /// Every float and int tensor of a module, in visiting order, as f64.
 fn all_values<M: Module>(module: &M) -> Vec<Vec<f64>> {
     struct Values(Vec<Vec<f64>>);
+    fn as_f64(data: TensorData) -> Vec<f64> {
+        data.convert::<f64>().try_to_vec().unwrap()
+    }
     impl ModuleVisitor for Values {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(
-                param
-                    .val()
-                    .into_data()
-                    .convert::<f64>()
-                    .try_to_vec()
-                    .unwrap(),
-            );
+            self.0.push(as_f64(param.val().into_data()));
         }
         fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
-            self.0.push(
-                param
-                    .val()
-                    .into_data()
-                    .convert::<f64>()
-                    .try_to_vec()
-                    .unwrap(),
-            );
+            self.0.push(as_f64(param.val().into_data()));
         }
     }
     let mut values = Values(Vec::new());

@@ -382,17 +382,13 @@ fn import_tensor(
         path: path.to_path_buf(),
         message: format!("{}: {err}", entry.key),
     })?;
-    let data = convert(data, entry.conversion, Direction::Import).convert_dtype(entry.dtype);
+    let data = convert(data, entry.conversion, vec![1]).convert_dtype(entry.dtype);
     Ok(bridge::from_data(data, entry.path.clone(), None))
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
-    Import,
-    Export,
-}
-
-fn convert(data: TensorData, conversion: Conversion, direction: Direction) -> TensorData {
+/// Applies `conversion` (its own inverse); `scalar_shape` is the shape a `Scalar` counter
+/// takes on the other side (`[1]` here, `[]` in PyTorch).
+fn convert(data: TensorData, conversion: Conversion, scalar_shape: Vec<usize>) -> TensorData {
     match conversion {
         Conversion::Same => data,
         Conversion::Transpose => transpose(data),
@@ -401,10 +397,7 @@ fn convert(data: TensorData, conversion: Conversion, direction: Direction) -> Te
                 .convert::<i64>()
                 .try_to_vec()
                 .expect("converted to i64");
-            match direction {
-                Direction::Import => TensorData::new(value, [1]),
-                Direction::Export => TensorData::new(value, Vec::<usize>::new()),
-            }
+            TensorData::new(value, scalar_shape)
         }
     }
 }
@@ -446,7 +439,7 @@ impl ModuleAdapter for ToPytorch {
             entry.key.clone(),
             dtype,
             entry.shape.clone().into(),
-            move |data| convert(data, entry.conversion, Direction::Export),
+            move |data| convert(data, entry.conversion, Vec::new()),
         )
     }
 

@@ -11,7 +11,7 @@ pub use fashion_mnist::{
     candidate_dirs, locate,
 };
 pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
-pub use moons::{Moons, make_moons};
+pub use moons::{Moons, NumpyRandomState, make_moons};
 
 use std::path::PathBuf;
 

@@ -4,7 +4,8 @@
 //!
 //! scikit-learn draws from NumPy's legacy `RandomState`: the MT19937 generator seeded with
 //! `init_genrand(seed)`, a Fisher–Yates shuffle with masked rejection sampling, then normal
-//! noise from the polar Box–Muller method. [`LegacyRandomState`] is that, and nothing more.
+//! noise from the polar Box–Muller method. [`NumpyRandomState`] is that, and nothing more; the
+//! moons experiment also shuffles its batches with it, as a seeded DataLoader would.
 
 use std::f64::consts::PI;
 
@@ -27,7 +28,7 @@ pub fn make_moons(n_samples: usize, noise: f64, seed: u32) -> Moons {
     let mut labels = vec![0u8; n_out];
     labels.extend(std::iter::repeat_n(1u8, n_in));
 
-    let mut rng = LegacyRandomState::new(seed);
+    let mut rng = NumpyRandomState::new(seed);
     let mut order: Vec<usize> = (0..n_samples).collect();
     rng.shuffle(&mut order);
     let mut moons = Moons {
@@ -49,14 +50,16 @@ fn linspace_pi(n: usize) -> impl Iterator<Item = f64> {
 }
 
 /// NumPy's `RandomState(seed)`: MT19937 and the legacy sampling routines built on it.
-struct LegacyRandomState {
+#[derive(Debug, Clone)]
+pub struct NumpyRandomState {
     state: [u32; 624],
     index: usize,
     cached_gauss: Option<f64>,
 }
 
-impl LegacyRandomState {
-    fn new(seed: u32) -> Self {
+impl NumpyRandomState {
+    /// `np.random.RandomState(seed)`.
+    pub fn new(seed: u32) -> Self {
         let mut state = [0u32; 624];
         state[0] = seed;
         for i in 1..624 {
@@ -117,8 +120,8 @@ impl LegacyRandomState {
         }
     }
 
-    /// `RandomState.shuffle` of a 1-D array.
-    fn shuffle<T>(&mut self, values: &mut [T]) {
+    /// `RandomState.shuffle` of a 1-D array: Fisher–Yates from the back.
+    pub fn shuffle<T>(&mut self, values: &mut [T]) {
         for i in (1..values.len()).rev() {
             let j = self.interval(i as u32) as usize;
             values.swap(i, j);
@@ -186,7 +189,7 @@ mod tests {
     #[test]
     fn mt19937_matches_the_reference_stream() {
         // The reference implementation's first output for init_genrand(5489) is 3499211612.
-        let mut rng = LegacyRandomState::new(5489);
+        let mut rng = NumpyRandomState::new(5489);
         assert_eq!(rng.next_u32(), 3_499_211_612);
     }
 }
