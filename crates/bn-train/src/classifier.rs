@@ -8,18 +8,31 @@ use burn::tensor::Tensor;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 use crate::data::ImageBatch;
+use crate::divergence::DivergenceGuard;
 
 /// Wraps any [`ImageClassifier`] so burn-train can train it.
 #[derive(Module, Debug)]
 pub struct Classifier<M: Module + ModuleDisplay> {
     /// The wrapped model.
     pub model: M,
+    /// Stops training at a non-finite loss (not part of the model's record).
+    #[module(skip)]
+    guard: Option<DivergenceGuard>,
 }
 
 impl<M: Module + ModuleDisplay + ImageClassifier> Classifier<M> {
     /// Wraps `model`.
     pub fn new(model: M) -> Self {
-        Self { model }
+        Self { model, guard: None }
+    }
+
+    /// Has every training step report its loss to `guard`, which stops the run at the first
+    /// NaN or infinite loss.
+    pub fn with_guard(self, guard: DivergenceGuard) -> Self {
+        Self {
+            guard: Some(guard),
+            ..self
+        }
     }
 
     /// Logits and mean cross-entropy loss for a batch.
@@ -45,6 +58,9 @@ impl<M: Module + ModuleDisplay + ImageClassifier + 'static> TrainStep for Classi
 
     fn step(&self, batch: ImageBatch) -> TrainOutput<ClassificationOutput> {
         let item = self.forward_classification(batch);
+        if let Some(guard) = &self.guard {
+            guard.observe(item.loss.clone().into_scalar::<f64>());
+        }
         TrainOutput::new(self, item.loss.backward(), item)
     }
 }

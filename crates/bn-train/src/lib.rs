@@ -1,19 +1,23 @@
 //! Fashion-MNIST data, training on burn-train's `Learner`, and the artifacts of a run:
 //! `config.json`, checkpoints, `metrics.csv`, `curves.svg` and `report.json`.
 
+mod checkpoint;
 mod classifier;
 mod config;
 pub mod data;
+mod divergence;
 mod evaluate;
 mod plot;
 mod progress;
 mod report;
 mod train;
 
+pub use checkpoint::{AtomicCheckpointer, PAUSE_ENV, check_checkpoint, last_checkpoint};
 pub use classifier::Classifier;
 pub use config::{LrSchedule, OptimizerKind, TrainConfig};
+pub use divergence::{Divergence, DivergenceGuard};
 pub use evaluate::{Evaluation, evaluate};
 pub use plot::{Line, Panel, draw_curves, draw_panels};
 pub use progress::PlainProgress;
 pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};
-pub use train::{TrainError, TrainOutcome, last_checkpoint, train};
+pub use train::{TrainError, TrainOutcome, train};

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use bn_models::{ImageClassifier, trainable_params};
 use burn::config::Config;
-use burn::data::dataloader::DataLoaderBuilder;
+use std::sync::Arc;
+
 use burn::data::dataset::Dataset;
 use burn::data::dataset::transform::PartialDataset;
 use burn::module::{Module, ModuleDisplay};
@@ -21,9 +22,11 @@ use burn::train::{Learner, LearnerSummary, SupervisedTraining};
 use std::io::IsTerminal;
 
 use crate::PlainProgress;
+use crate::checkpoint::{AtomicCheckpointer, check_checkpoint, last_checkpoint};
 use crate::classifier::Classifier;
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
-use crate::data::{ImageBatcher, TrainTest};
+use crate::data::{EpochLoader, ImageBatcher, TrainTest};
+use crate::divergence::{Divergence, DivergenceGuard};
 use crate::report::{EpochMetrics, Report, write_metrics_csv};
 
 /// Why training could not run.
@@ -49,6 +52,31 @@ pub enum TrainError {
     /// Collecting the metrics burn-train logged failed.
     #[error("reading the training logs: {0}")]
     Logs(String),
+    /// The loss became NaN or infinite; training stopped at that step.
+    #[error(
+        "training diverged: the loss is {} at epoch {}, batch {}; stopped there without \
+         saving. {}",
+        at.loss, at.epoch, at.batch,
+        match last_good {
+            Some(epoch) => format!(
+                "The last good checkpoint (epoch {epoch}) is intact in {}.",
+                checkpoints.display()
+            ),
+            None => "No epoch had finished, so there is no checkpoint.".to_string(),
+        }
+    )]
+    Diverged {
+        /// Where the loss first stopped being finite.
+        at: Divergence,
+        /// The last complete checkpoint, written before the divergence.
+        last_good: Option<usize>,
+        /// The checkpoint directory.
+        checkpoints: PathBuf,
+    },
+    /// burn-train stopped on an error (a checkpoint that could not be written, a batch that
+    /// could not be loaded).
+    #[error("training stopped: {0}")]
+    Interrupted(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -68,29 +96,15 @@ pub struct TrainOutcome<M: Module + ModuleDisplay> {
     pub epochs: Vec<EpochMetrics>,
 }
 
-/// The last epoch with both a model and an optimizer checkpoint in `artifacts/checkpoint`.
-pub fn last_checkpoint(artifacts: &Path) -> Option<usize> {
-    let dir = artifacts.join("checkpoint");
-    std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            name.strip_prefix("model-")?
-                .strip_suffix(".bpk")?
-                .parse()
-                .ok()
-        })
-        .filter(|epoch: &usize| dir.join(format!("optim-{epoch}.bpk")).is_file())
-        .max()
-}
-
 /// Trains `model` on `data.train`, evaluating on `data.test` in evaluation mode after every
 /// epoch, and
 /// writes the artifacts to `artifacts`: `config.json`, `checkpoint/`, `metrics.csv`,
 /// `curves.svg` and `report.json`.
 ///
 /// With `resume`, training continues from the last checkpoint in `artifacts`; the recipe must
-/// be the one saved there (only `epochs` may grow).
+/// be the one saved there (only `epochs` may grow). The batch order depends only on the seed
+/// and the epoch, so a resumed run ends with the same parameters as one that never stopped.
+/// A NaN or infinite training loss stops the run at that step ([`TrainError::Diverged`]).
 ///
 /// # Errors
 /// A [`TrainError`] naming the flag, file or directory at fault.
@@ -108,6 +122,10 @@ where
 {
     config.validate().map_err(TrainError::Config)?;
     let start_epoch = prepare_artifacts(config, artifacts, resume)?;
+    let classifier = Classifier::new(model);
+    if start_epoch > 0 {
+        check_checkpoint(&classifier, artifacts, start_epoch).map_err(TrainError::Resume)?;
+    }
 
     let TrainTest { train, test } = data;
     let train = match config.limit_train {
@@ -132,17 +150,16 @@ where
     }
     let train = PartialDataset::new(train, 0, usable);
 
-    let loader = |shuffle: bool| {
-        let builder = DataLoaderBuilder::new(ImageBatcher)
-            .batch_size(config.batch_size)
-            .num_workers(config.num_workers);
-        match shuffle {
-            true => builder.shuffle(config.seed),
-            false => builder,
-        }
-    };
-    let train_loader = loader(true).build(train);
-    let test_loader = loader(false).build(test);
+    let train_loader = EpochLoader::shuffled(
+        train,
+        ImageBatcher,
+        config.batch_size,
+        config.num_workers,
+        config.seed,
+        start_epoch,
+    );
+    let test_loader =
+        EpochLoader::sequential(test, ImageBatcher, config.batch_size, config.num_workers);
 
     let optimizer = match config.optimizer {
         OptimizerKind::Sgd => SgdConfig::new()
@@ -154,12 +171,24 @@ where
             .init(),
         OptimizerKind::Adam => AdamConfig::new().init(),
     };
-    let classifier = Classifier::new(model);
     let params = trainable_params(&classifier);
-    let steps = config.epochs
-        * usable
-            .div_ceil(config.batch_size)
-            .div_ceil(config.grad_accumulation);
+    let batches_per_epoch = usable.div_ceil(config.batch_size);
+    let steps = config.epochs * batches_per_epoch.div_ceil(config.grad_accumulation);
+
+    let checkpoints = artifacts.join("checkpoint");
+    let checkpointer =
+        |name| AtomicCheckpointer::new(&checkpoints, name).map_err(io(&checkpoints));
+    let mut training =
+        SupervisedTraining::new(artifacts, Arc::new(train_loader), Arc::new(test_loader))
+            .metrics((AccuracyMetric::new(), LossMetric::new()))
+            .with_custom_checkpointers(
+                checkpointer("model")?,
+                checkpointer("optim")?,
+                checkpointer("scheduler")?,
+            )
+            .num_epochs(config.epochs);
+    let guard = DivergenceGuard::new(training.interrupter(), batches_per_epoch, start_epoch);
+    let classifier = classifier.with_guard(guard.clone());
     let learner = match config.schedule {
         LrSchedule::Constant => Learner::new(classifier, optimizer, config.lr),
         LrSchedule::Cosine => {
@@ -173,10 +202,6 @@ where
         }
     };
 
-    let mut training = SupervisedTraining::new(artifacts, train_loader, test_loader)
-        .metrics((AccuracyMetric::new(), LossMetric::new()))
-        .with_default_checkpointers()
-        .num_epochs(config.epochs);
     if start_epoch > 0 {
         training = training.checkpoint(start_epoch);
     }
@@ -190,6 +215,16 @@ where
     let started = Instant::now();
     let result = training.launch(learner);
     let wall = started.elapsed().as_secs_f64();
+    if let Some(at) = guard.divergence() {
+        return Err(TrainError::Diverged {
+            at,
+            last_good: last_checkpoint(artifacts),
+            checkpoints,
+        });
+    }
+    if let Some(error) = &result.error {
+        return Err(TrainError::Interrupted(error.to_string()));
+    }
 
     let epochs = collect_epochs(artifacts)?;
     write_metrics_csv(&artifacts.join("metrics.csv"), &epochs).map_err(io(artifacts))?;
@@ -266,6 +301,7 @@ fn prepare_artifacts(
                 "the checkpoint is at epoch {epoch} already; pass --epochs above {epoch}"
             )));
         }
+        remove_logs_after(artifacts, epoch)?;
         epoch
     } else {
         for stale in ["checkpoint", "train", "valid"] {
@@ -278,6 +314,29 @@ fn prepare_artifacts(
     };
     config.save(&config_path).map_err(io(&config_path))?;
     Ok(start)
+}
+
+/// Removes burn-train's metric logs of the epochs after `epoch` (written by a run that was
+/// stopped before checkpointing them), so the resumed run's logs replace them.
+fn remove_logs_after(artifacts: &Path, epoch: usize) -> Result<(), TrainError> {
+    for split in ["train", "valid"] {
+        let dir = artifacts.join(split);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let logged = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("epoch-"))
+                .and_then(|n| n.parse::<usize>().ok());
+            if logged.is_some_and(|logged| logged > epoch) {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Per-epoch means of the loss and accuracy burn-train logged, train and test.

@@ -3,6 +3,7 @@
 mod batcher;
 mod fashion_mnist;
 mod idx;
+mod loader;
 mod moons;
 
 pub use batcher::{ImageBatch, ImageBatcher, normalize_pixel};
@@ -11,6 +12,7 @@ pub use fashion_mnist::{
     candidate_dirs, locate,
 };
 pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
+pub use loader::EpochLoader;
 pub use moons::{Moons, NumpyRandomState, make_moons};
 
 use std::path::PathBuf;
