@@ -21,7 +21,7 @@ use bn_models::{
 use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
 use burn::tensor::{Device, Distribution, Tensor};
-use burn_batchnorm::BackendKind;
+use burn_batchnorm::{BackendKind, cli};
 use burn_batchnorm::experiment::{announce_device, exit_code, write_json};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
@@ -36,7 +36,7 @@ struct Args {
     #[arg(long)]
     weights: PathBuf,
     /// Folder with the Fashion-MNIST IDX files (default: the usual places, see the README).
-    #[arg(long)]
+    #[arg(long, value_parser = cli::existing_dir)]
     data_dir: Option<PathBuf>,
     /// Write `{"eval_logits_first16": [...], "eval_test_accuracy": x}` here.
     #[arg(long)]

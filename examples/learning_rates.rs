@@ -15,9 +15,9 @@ use std::process::ExitCode;
 use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig};
-use burn_batchnorm::BackendKind;
+use burn_batchnorm::{BackendKind, cli};
 use burn_batchnorm::experiment::{
-    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, train_run, write_outputs,
+    announce_device, exit_code, train_run, write_outputs,
 };
 use clap::Parser;
 use serde_json::json;
@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Folder with the Fashion-MNIST IDX files.
-    #[arg(long)]
+    #[arg(long, value_parser = cli::existing_dir)]
     data_dir: Option<PathBuf>,
     /// Where the figure, the numbers and each run's artifacts go.
     #[arg(long, default_value = "artifacts/learning_rates")]
@@ -88,8 +88,7 @@ fn run(args: Args) -> Result<(), String> {
                 .with_norm(norm)
                 .with_seed(args.seed)
                 .with_limit_train(Some(args.limit_train))
-                .with_limit_test(Some(args.limit_test))
-                .with_num_workers(REPRODUCIBLE_LOADER_WORKERS);
+                .with_limit_test(Some(args.limit_test));
             device.seed(args.seed);
             let model = BnLeNetConfig::new().with_norm(norm).init(&device);
             let name = format!("{} lr={lr}", model_name(norm));

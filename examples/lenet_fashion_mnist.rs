@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{LrSchedule, OptimizerKind, TrainConfig, metrics_table, train};
-use burn_batchnorm::BackendKind;
+use burn_batchnorm::{BackendKind, cli};
 use burn_batchnorm::experiment::{announce_device, exit_code};
 use clap::{Parser, ValueEnum};
 
@@ -23,19 +23,19 @@ use clap::{Parser, ValueEnum};
 #[derive(Parser, Debug)]
 struct Args {
     /// Number of epochs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = cli::at_least_one)]
     epochs: usize,
-    /// Mini-batch size.
-    #[arg(long, default_value_t = 128)]
+    /// Mini-batch size (at least 2).
+    #[arg(long, default_value_t = 128, value_parser = cli::batch_size)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = cli::learning_rate)]
     lr: f64,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
     optimizer: OptimizerArg,
     /// SGD momentum (0 = plain SGD, the seeds' recipe).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = cli::momentum)]
     momentum: f64,
     /// Learning-rate schedule: cosine annealing to 0, or constant (the seeds' recipe).
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
@@ -48,7 +48,7 @@ struct Args {
     seed: u64,
     /// Folder with the four Fashion-MNIST IDX .gz files (default: $FASHION_MNIST_DIR,
     /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
+    #[arg(long, value_parser = cli::existing_dir)]
     data_dir: Option<PathBuf>,
     /// Where to write the run's artifacts (default: artifacts/lenet_fashion_mnist/NORM).
     #[arg(long)]

@@ -16,9 +16,9 @@ use std::process::ExitCode;
 use bn_models::{MlpWithBnConfig, NormKind, trainable_params};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig};
-use burn_batchnorm::BackendKind;
+use burn_batchnorm::{BackendKind, cli};
 use burn_batchnorm::experiment::{
-    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, train_run, write_outputs,
+    announce_device, exit_code, train_run, write_outputs,
 };
 use clap::Parser;
 use serde_json::json;
@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value_t = 0.2)]
     dropout: f64,
     /// Folder with the Fashion-MNIST IDX files.
-    #[arg(long)]
+    #[arg(long, value_parser = cli::existing_dir)]
     data_dir: Option<PathBuf>,
     /// Where the figure, the numbers and each run's artifacts go.
     #[arg(long, default_value = "artifacts/placement")]
@@ -120,8 +120,7 @@ fn run(args: Args) -> Result<(), String> {
                 .with_norm(variant.config.norm)
                 .with_seed(seed)
                 .with_limit_train(Some(args.limit_train))
-                .with_limit_test(Some(args.limit_test))
-                .with_num_workers(REPRODUCIBLE_LOADER_WORKERS);
+                .with_limit_test(Some(args.limit_test));
             device.seed(seed);
             let model = variant.config.init(&device);
             params = trainable_params(&model);

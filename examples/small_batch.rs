@@ -21,9 +21,9 @@ use bn_train::{Line, LrSchedule, Panel, TrainConfig, TrainOutcome, evaluate};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::Device;
-use burn_batchnorm::BackendKind;
+use burn_batchnorm::{BackendKind, cli};
 use burn_batchnorm::experiment::{
-    REPRODUCIBLE_LOADER_WORKERS, announce_device, exit_code, train_run, write_outputs,
+    announce_device, exit_code, train_run, write_outputs,
 };
 use clap::Parser;
 use serde_json::json;
@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Folder with the Fashion-MNIST IDX files.
-    #[arg(long)]
+    #[arg(long, value_parser = cli::existing_dir)]
     data_dir: Option<PathBuf>,
     /// Where the figure, the numbers and each run's artifacts go.
     #[arg(long, default_value = "artifacts/small_batch")]
@@ -219,8 +219,7 @@ impl Runner<'_> {
             .with_seed(args.seed)
             .with_grad_accumulation(accumulation)
             .with_limit_train(Some(args.samples))
-            .with_limit_test(Some(args.limit_test))
-            .with_num_workers(REPRODUCIBLE_LOADER_WORKERS);
+            .with_limit_test(Some(args.limit_test));
         self.device.seed(args.seed);
         let model = BnLeNetConfig::new().with_norm(norm).init(self.device);
         let name = format!("{} batch {batch} × {accumulation}", label(norm));

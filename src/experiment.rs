@@ -12,11 +12,6 @@ use burn::tensor::Device;
 
 use crate::BackendKind;
 
-/// Data-loader workers of the experiments' training runs. burn-train's loader hands out the
-/// batches of several workers in the order they finish, so only one worker gives the same
-/// batch order, and so the same numbers, on every run of the same seed.
-pub const REPRODUCIBLE_LOADER_WORKERS: usize = 1;
-
 /// An example's exit: success, or the error printed as `error: ...` with exit status 2.
 pub fn exit_code(result: Result<(), String>) -> ExitCode {
     match result {

@@ -10,6 +10,7 @@
 compile_error!("enable at least one backend feature: flex (default), ndarray or wgpu");
 
 mod backend;
+pub mod cli;
 pub mod conformance;
 pub mod experiment;
 

@@ -185,6 +185,7 @@ impl BatchNorm {
             return Err(NormError::TooFewValues {
                 layer: "BatchNorm",
                 per: "value per channel",
+                hint: "batch statistics need a batch of at least 2 samples (drop a final batch of 1), or put the layer in evaluation mode (`.valid()`) to use its running statistics",
                 shape,
             });
         }
@@ -459,6 +460,24 @@ mod tests {
         let bn = BatchNormConfig::new(2).with_eps(0.0).init(&train_device());
         let err = bn.try_forward(Tensor::<2>::ones([4, 2], &train_device()));
         assert_eq!(err.unwrap_err().kind(), "InvalidConfig");
+    }
+
+    #[test]
+    fn a_training_batch_of_one_sample_is_refused_with_a_hint_and_no_nan() {
+        let device = train_device();
+        let bn = BatchNormConfig::new(6).init(&device);
+        let one_image = Tensor::<4>::ones([1, 6, 28, 28], &device);
+        // 784 values per channel: enough, even though the batch holds one sample.
+        assert!(bn.try_forward(one_image.clone()).is_ok());
+        let err = bn.try_forward(Tensor::<2>::ones([1, 6], &device)).unwrap_err();
+        assert_eq!(err.kind(), "TooFewValues");
+        let message = err.to_string();
+        assert!(message.contains("shape [1, 6]"), "{message}");
+        assert!(message.contains("batch of at least 2 samples"), "{message}");
+        assert!(message.contains("`.valid()`"), "{message}");
+        // In evaluation mode the running statistics serve a single sample.
+        let out = bn.valid().forward(Tensor::<2>::ones([1, 6], &device.clone().inner()));
+        assert!(out.into_data().iter::<f32>().all(f32::is_finite));
     }
 
     #[test]

@@ -35,13 +35,16 @@ pub enum NormError {
     /// Batch statistics were requested over a single value per channel or group
     /// (PyTorch: `Expected more than 1 value per channel when training`).
     #[error(
-        "{layer}: expected more than 1 {per} to compute statistics, got input of shape {shape:?}"
+        "{layer}: expected more than 1 {per} to compute statistics, got input of shape \
+         {shape:?}; {hint}"
     )]
     TooFewValues {
         /// The layer that rejected the input.
         layer: &'static str,
         /// What each statistic is computed over (`"value per channel"`, `"spatial element"`).
         per: &'static str,
+        /// What to do about it.
+        hint: &'static str,
         /// The shape that was given.
         shape: Vec<usize>,
     },

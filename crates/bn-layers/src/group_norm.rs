@@ -154,6 +154,7 @@ impl GroupNorm {
             return Err(NormError::TooFewValues {
                 layer: "GroupNorm",
                 per: "value per group",
+                hint: "use fewer groups, or an input with more channels or spatial elements per sample",
                 shape,
             });
         }

@@ -186,6 +186,7 @@ impl InstanceNorm {
             return Err(NormError::TooFewValues {
                 layer: "InstanceNorm",
                 per: "spatial element",
+                hint: "instance statistics need more than one spatial element; with track_running_stats, evaluation mode uses the running statistics instead",
                 shape,
             });
         }

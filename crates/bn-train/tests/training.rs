@@ -1,53 +1,19 @@
 //! Training end to end on a tiny synthetic data set: the loss falls, the artifacts appear,
 //! a checkpoint holds the final parameters, and `resume` continues from it.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bn_models::{BnLeNet, BnLeNetConfig, NormKind};
-use bn_train::data::{PIXELS, Split, TrainTest, encode_idx};
+use bn_train::data::{TrainTest, write_synthetic};
 use bn_train::{Classifier, OptimizerKind, TrainConfig, last_checkpoint, train};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bn-train-{name}-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Class `k` is a bright horizontal band at rows `2k..2k+4` over a dim, noisy background.
-fn write_synthetic(dir: &Path, train: usize, test: usize) {
-    for (split, n) in [(Split::Train, train), (Split::Test, test)] {
-        let mut pixels = Vec::with_capacity(n * PIXELS);
-        let mut labels = Vec::with_capacity(n);
-        for i in 0..n {
-            let class = (i * 7 + i / 10) % 10;
-            labels.push(class as u8);
-            for p in 0..PIXELS {
-                let row = p / 28;
-                let band = (2 * class..2 * class + 4).contains(&row);
-                pixels.push(if band {
-                    230
-                } else {
-                    ((i * 31 + p * 17) % 40) as u8
-                });
-            }
-        }
-        let [images_name, labels_name] = split.file_names();
-        for (name, bytes) in [
-            (images_name, encode_idx(&[n, 28, 28], &pixels)),
-            (labels_name, encode_idx(&[n], &labels)),
-        ] {
-            let file = std::fs::File::create(dir.join(name)).unwrap();
-            let mut gz = GzEncoder::new(file, Compression::fast());
-            gz.write_all(&bytes).unwrap();
-            gz.finish().unwrap();
-        }
-    }
 }
 
 fn params(model: &Classifier<BnLeNet>) -> Vec<f32> {
@@ -65,7 +31,7 @@ fn params(model: &Classifier<BnLeNet>) -> Vec<f32> {
 #[test]
 fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
     let data = temp_dir("synthetic");
-    write_synthetic(&data, 161, 40);
+    write_synthetic(&data, 161, 40).unwrap();
     let splits = TrainTest::load(&data).unwrap();
     let artifacts = temp_dir("artifacts");
     let device = Device::flex().autodiff();

@@ -5,6 +5,7 @@ mod fashion_mnist;
 mod idx;
 mod loader;
 mod moons;
+mod synthetic;
 
 pub use batcher::{ImageBatch, ImageBatcher, normalize_pixel};
 pub use fashion_mnist::{
@@ -14,6 +15,7 @@ pub use fashion_mnist::{
 pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
 pub use loader::EpochLoader;
 pub use moons::{Moons, NumpyRandomState, make_moons};
+pub use synthetic::write_synthetic;
 
 use std::path::PathBuf;
 
