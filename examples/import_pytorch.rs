@@ -21,8 +21,8 @@ use bn_models::{
 use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
 use burn::tensor::{Device, Distribution, Tensor};
-use burn_batchnorm::{BackendKind, cli};
 use burn_batchnorm::experiment::{announce_device, exit_code, write_json};
+use burn_batchnorm::{BackendKind, cli};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 

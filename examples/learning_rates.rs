@@ -15,10 +15,8 @@ use std::process::ExitCode;
 use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig};
+use burn_batchnorm::experiment::{announce_device, exit_code, train_run, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
-use burn_batchnorm::experiment::{
-    announce_device, exit_code, train_run, write_outputs,
-};
 use clap::Parser;
 use serde_json::json;
 

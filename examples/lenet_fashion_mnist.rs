@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{LrSchedule, OptimizerKind, TrainConfig, metrics_table, train};
-use burn_batchnorm::{BackendKind, cli};
 use burn_batchnorm::experiment::{announce_device, exit_code};
+use burn_batchnorm::{BackendKind, cli};
 use clap::{Parser, ValueEnum};
 
 /// Train BN-LeNet on Fashion-MNIST.
@@ -29,13 +29,13 @@ struct Args {
     #[arg(long, default_value_t = 128, value_parser = cli::batch_size)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.1, value_parser = cli::learning_rate)]
+    #[arg(long, default_value_t = 0.1, value_parser = cli::learning_rate, allow_negative_numbers = true)]
     lr: f64,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
     optimizer: OptimizerArg,
     /// SGD momentum (0 = plain SGD, the seeds' recipe).
-    #[arg(long, default_value_t = 0.9, value_parser = cli::momentum)]
+    #[arg(long, default_value_t = 0.9, value_parser = cli::momentum, allow_negative_numbers = true)]
     momentum: f64,
     /// Learning-rate schedule: cosine annealing to 0, or constant (the seeds' recipe).
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]

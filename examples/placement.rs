@@ -16,10 +16,8 @@ use std::process::ExitCode;
 use bn_models::{MlpWithBnConfig, NormKind, trainable_params};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig};
+use burn_batchnorm::experiment::{announce_device, exit_code, train_run, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
-use burn_batchnorm::experiment::{
-    announce_device, exit_code, train_run, write_outputs,
-};
 use clap::Parser;
 use serde_json::json;
 

@@ -21,10 +21,8 @@ use bn_train::{Line, LrSchedule, Panel, TrainConfig, TrainOutcome, evaluate};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::Device;
+use burn_batchnorm::experiment::{announce_device, exit_code, train_run, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
-use burn_batchnorm::experiment::{
-    announce_device, exit_code, train_run, write_outputs,
-};
 use clap::Parser;
 use serde_json::json;
 

@@ -107,7 +107,11 @@ mod tests {
         let file = std::env::current_exe().unwrap();
         let file = file.to_str().unwrap();
         assert_eq!(existing_dir(file), Err("is a file, not a directory".into()));
-        assert!(existing_dir("/no/such/dir").unwrap_err().contains("cannot be opened"));
+        assert!(
+            existing_dir("/no/such/dir")
+                .unwrap_err()
+                .contains("cannot be opened")
+        );
         assert!(existing_dir("/tmp").is_ok());
     }
 }

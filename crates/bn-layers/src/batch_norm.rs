@@ -469,14 +469,18 @@ mod tests {
         let one_image = Tensor::<4>::ones([1, 6, 28, 28], &device);
         // 784 values per channel: enough, even though the batch holds one sample.
         assert!(bn.try_forward(one_image.clone()).is_ok());
-        let err = bn.try_forward(Tensor::<2>::ones([1, 6], &device)).unwrap_err();
+        let err = bn
+            .try_forward(Tensor::<2>::ones([1, 6], &device))
+            .unwrap_err();
         assert_eq!(err.kind(), "TooFewValues");
         let message = err.to_string();
         assert!(message.contains("shape [1, 6]"), "{message}");
         assert!(message.contains("batch of at least 2 samples"), "{message}");
         assert!(message.contains("`.valid()`"), "{message}");
         // In evaluation mode the running statistics serve a single sample.
-        let out = bn.valid().forward(Tensor::<2>::ones([1, 6], &device.clone().inner()));
+        let out = bn
+            .valid()
+            .forward(Tensor::<2>::ones([1, 6], &device.clone().inner()));
         assert!(out.into_data().iter::<f32>().all(f32::is_finite));
     }
 

@@ -128,7 +128,11 @@ pub fn last_checkpoint(artifacts: &Path) -> Option<usize> {
 ///
 /// # Errors
 /// A message naming the file and what is wrong with it.
-pub fn check_checkpoint<M: Module>(model: &M, artifacts: &Path, epoch: usize) -> Result<(), String> {
+pub fn check_checkpoint<M: Module>(
+    model: &M,
+    artifacts: &Path,
+    epoch: usize,
+) -> Result<(), String> {
     let dir = artifacts.join("checkpoint");
     let unreadable = |path: &Path, err: &dyn std::fmt::Display| {
         format!(

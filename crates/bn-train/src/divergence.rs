@@ -57,7 +57,10 @@ impl DivergenceGuard {
         if loss.is_finite() {
             return;
         }
-        let mut found = self.found.lock().expect("the guard's lock is never poisoned");
+        let mut found = self
+            .found
+            .lock()
+            .expect("the guard's lock is never poisoned");
         if found.is_none() {
             let divergence = Divergence {
                 epoch: step / self.steps_per_epoch + 1,

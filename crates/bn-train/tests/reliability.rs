@@ -81,17 +81,25 @@ fn a_nan_loss_stops_training_at_that_step_and_keeps_the_last_good_checkpoint() {
     };
     // Epoch 1: calls 0-9 train, 10-12 evaluate; epoch 2 batch 3 is call 15.
     let model = poisoned(15);
-    let err = train(model, "poisoned", &config, splits, &device, &artifacts, false)
-        .err()
-        .expect("a NaN loss stops training");
+    let err = train(
+        model, "poisoned", &config, splits, &device, &artifacts, false,
+    )
+    .err()
+    .expect("a NaN loss stops training");
     let TrainError::Diverged { at, last_good, .. } = &err else {
         panic!("expected a divergence, got: {err}");
     };
     assert_eq!((at.epoch, at.batch, *last_good), (2, 3, Some(1)));
     assert!(at.loss.is_nan());
     let message = err.to_string();
-    assert!(message.contains("the loss is NaN at epoch 2, batch 3"), "{message}");
-    assert!(message.contains("checkpoint (epoch 1) is intact"), "{message}");
+    assert!(
+        message.contains("the loss is NaN at epoch 2, batch 3"),
+        "{message}"
+    );
+    assert!(
+        message.contains("checkpoint (epoch 1) is intact"),
+        "{message}"
+    );
 
     // Epoch 1's checkpoint loads and is finite; nothing was written for epoch 2.
     assert_eq!(last_checkpoint(&artifacts), Some(1));
@@ -116,10 +124,16 @@ fn ten_epochs_keep_losses_and_running_statistics_finite() {
         .with_lr(0.05)
         .with_num_workers(0);
     let model = BnLeNetConfig::new().init(&device);
-    let outcome = train(model, "BN-LeNet", &config, splits, &device, &artifacts, false).unwrap();
+    let outcome = train(
+        model, "BN-LeNet", &config, splits, &device, &artifacts, false,
+    )
+    .unwrap();
     assert_eq!(outcome.epochs.len(), 10);
     for epoch in &outcome.epochs {
-        assert!(epoch.train_loss.is_finite() && epoch.test_loss.is_finite(), "{epoch:?}");
+        assert!(
+            epoch.train_loss.is_finite() && epoch.test_loss.is_finite(),
+            "{epoch:?}"
+        );
     }
     assert!(floats(&outcome.model).iter().all(|v| v.is_finite()));
     std::fs::remove_dir_all(data).ok();
@@ -153,7 +167,10 @@ fn inputs_scaled_by_1e4_and_1e_minus_4_train_with_finite_losses_and_statistics()
                 model = optimizer.step(0.05, model, grads);
             }
         }
-        assert!(losses.iter().all(|l| l.is_finite()), "scale {scale}: {losses:?}");
+        assert!(
+            losses.iter().all(|l| l.is_finite()),
+            "scale {scale}: {losses:?}"
+        );
         assert!(
             losses[losses.len() - 4..].iter().sum::<f64>() < losses[..4].iter().sum::<f64>(),
             "scale {scale}: the loss did not fall: {losses:?}"

@@ -74,7 +74,10 @@ pub fn parse_idx(bytes: &[u8], rank: u8) -> Result<IdxArray, String> {
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
-    let expected: usize = dims.iter().product();
+    let expected = dims
+        .iter()
+        .try_fold(1_usize, |total, &d| total.checked_mul(d))
+        .ok_or_else(|| format!("dimensions {dims:?} hold more values than memory can"))?;
     let data = &bytes[header..];
     if data.len() != expected {
         return Err(format!(
@@ -125,5 +128,13 @@ mod tests {
         assert!(parse_idx(&long, 2).unwrap_err().contains("trailing bytes"));
         assert!(parse_idx(&bytes[..5], 2).unwrap_err().contains("too short"));
         assert!(parse_idx(&bytes[..2], 2).unwrap_err().contains("too short"));
+        // 2^32 - 1 to the fifth power overflows a 64-bit count.
+        let mut huge = vec![0, 0, 0x08, 5];
+        huge.extend([0xff; 20]);
+        assert!(
+            parse_idx(&huge, 5)
+                .unwrap_err()
+                .contains("more values than memory")
+        );
     }
 }

@@ -358,7 +358,24 @@ mod tests {
         }
         assert_eq!(
             seen,
-            [0, 1, 2, 3, usize::MAX, 4, 4, 5, 6, 7, usize::MAX, 8, 8, 9, usize::MAX, 10]
+            [
+                0,
+                1,
+                2,
+                3,
+                usize::MAX,
+                4,
+                4,
+                5,
+                6,
+                7,
+                usize::MAX,
+                8,
+                8,
+                9,
+                usize::MAX,
+                10
+            ]
         );
         assert!(iter.progress().is_completed());
     }

@@ -26,7 +26,11 @@ pub fn write_synthetic(dir: &Path, train: usize, test: usize) -> std::io::Result
             labels.push(class as u8);
             for p in 0..PIXELS {
                 let band = (2 * class..2 * class + 4).contains(&(p / SIDE));
-                pixels.push(if band { 230 } else { ((i * 31 + p * 17) % 40) as u8 });
+                pixels.push(if band {
+                    230
+                } else {
+                    ((i * 31 + p * 17) % 40) as u8
+                });
             }
         }
         let [images_name, labels_name] = split.file_names();
@@ -34,7 +38,8 @@ pub fn write_synthetic(dir: &Path, train: usize, test: usize) -> std::io::Result
             (images_name, encode_idx(&[n, SIDE, SIDE], &pixels)),
             (labels_name, encode_idx(&[n], &labels)),
         ] {
-            let mut gz = GzEncoder::new(std::fs::File::create(dir.join(name))?, Compression::fast());
+            let mut gz =
+                GzEncoder::new(std::fs::File::create(dir.join(name))?, Compression::fast());
             gz.write_all(&bytes)?;
             gz.finish()?;
         }
