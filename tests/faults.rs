@@ -321,7 +321,7 @@ fn corrupt_data_files_each_get_their_own_error_naming_the_file() {
             spoiled("missing", |dir| {
                 std::fs::remove_file(dir.join(&labels)).unwrap()
             }),
-            vec!["Fashion-MNIST not found", labels.as_str()],
+            vec!["lacks train-labels-idx1-ubyte.gz: Fashion-MNIST needs all four"],
         ),
     ];
     for (case, data, expected) in cases {

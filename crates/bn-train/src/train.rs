@@ -176,8 +176,7 @@ where
     let steps = config.epochs * batches_per_epoch.div_ceil(config.grad_accumulation);
 
     let checkpoints = artifacts.join("checkpoint");
-    let checkpointer =
-        |name| AtomicCheckpointer::new(&checkpoints, name).map_err(io(&checkpoints));
+    let checkpointer = |name| AtomicCheckpointer::new(&checkpoints, name).map_err(io(&checkpoints));
     let mut training =
         SupervisedTraining::new(artifacts, Arc::new(train_loader), Arc::new(test_loader))
             .metrics((AccuracyMetric::new(), LossMetric::new()))

@@ -73,6 +73,15 @@ fn missing_data_lists_where_it_looked_and_how_to_get_it() {
         "{message}"
     );
     assert!(message.contains("--data-dir"), "{message}");
+
+    // Some of the files: the ones not there are named.
+    write_split_files(&dir, 3);
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let err = locate(Some(&dir)).unwrap_err();
+    let DataError::MissingFiles { missing, .. } = &err else {
+        panic!("expected MissingFiles, got {err}");
+    };
+    assert_eq!(missing, &["t10k-labels-idx1-ubyte.gz"]);
     std::fs::remove_dir_all(dir).ok();
 }
 

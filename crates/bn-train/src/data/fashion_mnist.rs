@@ -116,19 +116,31 @@ pub fn candidate_dirs(data_dir: Option<&Path>) -> Vec<PathBuf> {
 /// silent fall-back to another copy.
 ///
 /// # Errors
-/// [`DataError::NotFound`], listing every directory searched and how to get the data.
+/// [`DataError::NotFound`], listing every directory searched and how to get the data;
+/// [`DataError::MissingFiles`] when the one directory searched holds only some of the files.
 pub fn locate(data_dir: Option<&Path>) -> Result<PathBuf, DataError> {
     let searched = candidate_dirs(data_dir);
-    searched
-        .iter()
-        .find(|dir| {
-            [Split::Train, Split::Test]
-                .iter()
-                .flat_map(|s| s.file_names())
-                .all(|name| resolve(dir, &name).is_some())
-        })
-        .cloned()
-        .ok_or(DataError::NotFound { searched })
+    let missing = |dir: &Path| -> Vec<String> {
+        [Split::Train, Split::Test]
+            .iter()
+            .flat_map(|s| s.file_names())
+            .filter(|name| resolve(dir, name).is_none())
+            .collect()
+    };
+    if let Some(dir) = searched.iter().find(|dir| missing(dir).is_empty()) {
+        return Ok(dir.clone());
+    }
+    // One place searched, holding some of the files: name the ones that are not there.
+    if let [dir] = searched.as_slice() {
+        let missing = missing(dir);
+        if missing.len() < 4 {
+            return Err(DataError::MissingFiles {
+                dir: dir.clone(),
+                missing,
+            });
+        }
+    }
+    Err(DataError::NotFound { searched })
 }
 
 /// `dir/name`, or `dir/name` without `.gz` if only the decompressed file is there.

@@ -3,6 +3,7 @@
 mod batcher;
 mod fashion_mnist;
 mod idx;
+mod idx_format;
 mod loader;
 mod moons;
 mod synthetic;
@@ -12,7 +13,8 @@ pub use fashion_mnist::{
     CLASSES, DEBIAN_DIR, ENV_VAR, FashionItem, FashionMnist, PIXELS, SIDE, Split, TrainTest,
     candidate_dirs, locate,
 };
-pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
+pub use idx::read_idx;
+pub use idx_format::{IdxArray, encode_idx, parse_idx};
 pub use loader::EpochLoader;
 pub use moons::{Moons, NumpyRandomState, make_moons};
 pub use synthetic::write_synthetic;
@@ -33,6 +35,20 @@ pub enum DataError {
     NotFound {
         /// The places searched.
         searched: Vec<PathBuf>,
+    },
+    /// The data directory holds some of the four files, not all.
+    #[error(
+        "{} lacks {}: Fashion-MNIST needs all four IDX files (train-images-idx3-ubyte.gz, \
+         train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, \
+         or the same without .gz)",
+        dir.display(),
+        missing.join(", ")
+    )]
+    MissingFiles {
+        /// The directory.
+        dir: PathBuf,
+        /// The files not found there.
+        missing: Vec<String>,
     },
     /// A file could not be read.
     #[error("cannot read {}: {source}", path.display())]

@@ -8,7 +8,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::fashion_mnist::{PIXELS, SIDE, Split};
-use super::idx::encode_idx;
+use super::idx_format::encode_idx;
 
 /// Writes `train` training and `test` test images to `dir`, under Fashion-MNIST's file names.
 /// Image `i` has class `(7i + i/10) mod 10`, drawn as a bright band at rows `2k..2k+4` over a
