@@ -9,12 +9,16 @@
 //! cargo run --release --example lenet_fashion_mnist -- --norm none     # plain LeNet
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bn_models::{BnLeNetConfig, NormKind};
+use bn_models::{BnLeNet, BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
-use bn_train::{LrSchedule, OptimizerKind, TrainConfig, metrics_table, train};
+use bn_train::{
+    LrSchedule, OptimizerKind, Parallelism, TrainConfig, draw_curves, metrics_table, train,
+    train_data_parallel, write_metrics_csv,
+};
+use burn::tensor::Device;
 use burn_batchnorm::experiment::{announce_device, exit_code};
 use burn_batchnorm::{BackendKind, cli};
 use clap::{Parser, ValueEnum};
@@ -62,6 +66,13 @@ struct Args {
     /// Continue from the last checkpoint in the artifact directory.
     #[arg(long)]
     resume: bool,
+    /// Data-parallel replicas (threads on the chosen backend), each given an equal slice of
+    /// every batch; `--batch-size` stays the global batch.
+    #[arg(long, default_value_t = 1, value_parser = cli::at_least_one)]
+    devices: usize,
+    /// Synchronize BatchNorm's statistics across the replicas (SyncBatchNorm).
+    #[arg(long)]
+    sync_bn: bool,
     /// Backend; defaults to the one the cargo features select.
     #[arg(long, value_enum)]
     backend: Option<BackendKind>,
@@ -77,6 +88,59 @@ enum ScheduleArg {
 enum OptimizerArg {
     Sgd,
     Adam,
+}
+
+/// `--devices N [--sync-bn]`: the data-parallel loop of `bn_train::train_data_parallel`
+/// (no checkpoints), then the same table, `metrics.csv` and `curves.svg` as a single-device run.
+fn data_parallel(
+    args: &Args,
+    model: BnLeNet,
+    name: &str,
+    config: &TrainConfig,
+    data: TrainTest,
+    device: &Device,
+    artifacts: &Path,
+) -> Result<(), String> {
+    if args.resume {
+        return Err(
+            "--resume continues from checkpoints, which data-parallel runs \
+                    (--devices > 1) do not write"
+                .into(),
+        );
+    }
+    if args.sync_bn && args.norm != NormKind::Ours {
+        return Err(format!(
+            "--sync-bn synchronizes BatchNorm (--norm ours); --norm {} has nothing to synchronize",
+            args.norm
+        ));
+    }
+    let parallelism = Parallelism {
+        replicas: args.devices,
+        sync_bn: args.sync_bn,
+    };
+    let outcome = train_data_parallel(model, BnLeNet::replica, config, parallelism, data, device)
+        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
+    let csv = artifacts.join("metrics.csv");
+    write_metrics_csv(&csv, &outcome.epochs).map_err(|e| format!("{}: {e}", csv.display()))?;
+    draw_curves(&artifacts.join("curves.svg"), name, &outcome.epochs)
+        .map_err(|e| format!("curves.svg: {e}"))?;
+    let last = outcome.epochs.last().expect("at least one epoch");
+    println!("\n{}", metrics_table(&outcome.epochs));
+    println!(
+        "{name}, {} replicas{}: test accuracy {:.4} (eval mode), train loss {:.4}, {:.0} images/s",
+        args.devices,
+        if args.sync_bn {
+            " with SyncBatchNorm"
+        } else {
+            ""
+        },
+        last.test_accuracy,
+        last.train_loss,
+        outcome.images_per_second
+    );
+    println!("artifacts: {}", artifacts.display());
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -111,6 +175,7 @@ fn run(args: Args) -> Result<(), String> {
 
     let artifacts = args
         .artifact_dir
+        .clone()
         .unwrap_or_else(|| PathBuf::from("artifacts/lenet_fashion_mnist").join(args.norm.name()));
     let device = device.autodiff();
     device.seed(args.seed);
@@ -119,6 +184,9 @@ fn run(args: Args) -> Result<(), String> {
         NormKind::None => "LeNet".to_string(),
         norm => format!("BN-LeNet (norm: {norm})"),
     };
+    if args.devices > 1 || args.sync_bn {
+        return data_parallel(&args, model, &name, &config, data, &device, &artifacts);
+    }
     let outcome = train(
         model,
         &name,

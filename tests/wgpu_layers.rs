@@ -53,3 +53,53 @@ fn batch_norm_on_wgpu_matches_flex_and_round_trips() {
     assert_eq!(host(loaded.running_stats().unwrap().1), var_gpu);
     std::fs::remove_file(file).ok();
 }
+
+/// Two replicas with SyncBatchNorm on wgpu, each given one of the two images: outputs and
+/// input gradients equal BatchNorm on both images (the reduction op runs on Cube too).
+#[test]
+fn sync_batch_norm_on_wgpu_matches_batch_norm_on_the_whole_batch() {
+    use bn_layers::{ReplicaGroup, SyncBatchNorm};
+
+    let gpu = BackendKind::Wgpu.device().unwrap().autodiff();
+    let whole = input(&gpu).require_grad();
+    let reference = BatchNormConfig::new_2d(3).init(&gpu);
+    let weights = input(&gpu).sin();
+    let y = reference.forward(whole.clone());
+    let grads = (y.clone() * weights.clone()).sum().backward();
+    let want_y = host(y);
+    let want_grad = host(whole.grad(&grads).unwrap());
+
+    let group = ReplicaGroup::new(2);
+    let per_replica: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = group
+            .members()
+            .into_iter()
+            .map(|replica| {
+                let gpu = gpu.clone();
+                let weights = host(weights.clone());
+                scope.spawn(move || {
+                    let rank = replica.rank();
+                    let layer =
+                        SyncBatchNorm::new(BatchNormConfig::new_2d(3).init(&gpu), replica, 0);
+                    let mine: Vec<f32> = host(input(&gpu)).chunks(48).nth(rank).unwrap().to_vec();
+                    let x = Tensor::<4>::from_data(TensorData::new(mine, [1, 3, 4, 4]), &gpu)
+                        .require_grad();
+                    let w: Vec<f32> = weights.chunks(48).nth(rank).unwrap().to_vec();
+                    let w = Tensor::<4>::from_data(TensorData::new(w, [1, 3, 4, 4]), &gpu);
+                    let y = layer.forward(x.clone());
+                    let grads = (y.clone() * w).sum().backward();
+                    (host(y), host(x.grad(&grads).unwrap()))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let got_y: Vec<f32> = per_replica.iter().flat_map(|(y, _)| y.clone()).collect();
+    let got_grad: Vec<f32> = per_replica.iter().flat_map(|(_, g)| g.clone()).collect();
+    for (a, b) in got_y.iter().zip(&want_y) {
+        assert!((a - b).abs() < 1e-4, "output {a} vs {b}");
+    }
+    for (a, b) in got_grad.iter().zip(&want_grad) {
+        assert!((a - b).abs() < 1e-4, "input gradient {a} vs {b}");
+    }
+}

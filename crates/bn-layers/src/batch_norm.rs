@@ -177,10 +177,10 @@ impl BatchNorm {
     /// - [`NormError::InvalidConfig`]: `eps == 0` while batch statistics are used.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let shape = input.dims().to_vec();
-        self.input_rank.check_batch_norm(&shape)?;
-        let [n, c, spatial] = channel_major(&shape);
         let training = self.is_training();
         let batch_stats = training || self.running_mean.is_none();
+        self.input_rank.check_batch_norm(&shape)?;
+        let [n, _, spatial] = channel_major(&shape);
         if batch_stats && n * spatial == 1 {
             return Err(NormError::TooFewValues {
                 layer: "BatchNorm",
@@ -189,23 +189,13 @@ impl BatchNorm {
                 shape,
             });
         }
-        if c != self.num_features && (self.gamma.is_some() || self.running_mean.is_some()) {
-            return Err(NormError::ChannelMismatch {
-                layer: "BatchNorm",
-                reason: format!(
-                    "expected {} channels (num_features), got {c}",
-                    self.num_features
-                ),
-                shape,
-            });
-        }
+        self.check_shape(&shape)?;
         if batch_stats {
             check_eps_for_batch_stats("BatchNorm", self.eps)?;
         }
-        let track = training && self.running_mean.is_some();
         if n * spatial == 0 {
             // PyTorch: an empty batch leaves the statistics alone but is still counted.
-            if track && let Some(counter) = &self.num_batches_tracked {
+            if training && let Some(counter) = &self.num_batches_tracked {
                 counter.increment();
             }
             return Ok(input);
@@ -228,25 +218,51 @@ impl BatchNorm {
         }
 
         let stats = functional::batch_norm_train(input, gamma, beta, self.eps, self.path);
-        if track && let (Some(mean), Some(var)) = (&self.running_mean, &self.running_var) {
-            let count = self
-                .num_batches_tracked
-                .as_ref()
-                .map(BatchCounter::increment);
-            let factor = match (self.momentum, count) {
-                (None, Some(count)) => UpdateFactor::Cumulative(Box::new(count.float().recip())),
-                (momentum, _) => UpdateFactor::Momentum(momentum.unwrap_or(0.0)),
-            };
-            update_running_stats(
-                mean,
-                var,
-                stats.mean,
-                stats.var_biased,
-                n * spatial,
-                &factor,
-            );
+        if training {
+            self.update_running_stats(stats.mean, stats.var_biased, n * spatial);
         }
         Ok(stats.output)
+    }
+
+    /// Checks `shape` against the layer's rank rule and channel count; returns the
+    /// channel-major `[N, C, S]` view.
+    pub(crate) fn check_shape(&self, shape: &[usize]) -> Result<[usize; 3], NormError> {
+        self.input_rank.check_batch_norm(shape)?;
+        let [n, c, spatial] = channel_major(shape);
+        if c != self.num_features && (self.gamma.is_some() || self.running_mean.is_some()) {
+            return Err(NormError::ChannelMismatch {
+                layer: "BatchNorm",
+                reason: format!(
+                    "expected {} channels (num_features), got {c}",
+                    self.num_features
+                ),
+                shape: shape.to_vec(),
+            });
+        }
+        Ok([n, c, spatial])
+    }
+
+    /// Counts a training batch and moves the running statistics (if tracked) towards its
+    /// mean and the unbiased version of its biased variance over `count` values.
+    pub(crate) fn update_running_stats(
+        &self,
+        mean: Tensor<1>,
+        var_biased: Tensor<1>,
+        count: usize,
+    ) {
+        let (Some(running_mean), Some(running_var)) = (&self.running_mean, &self.running_var)
+        else {
+            return;
+        };
+        let count_now = self
+            .num_batches_tracked
+            .as_ref()
+            .map(BatchCounter::increment);
+        let factor = match (self.momentum, count_now) {
+            (None, Some(n)) => UpdateFactor::Cumulative(Box::new(n.float().recip())),
+            (momentum, _) => UpdateFactor::Momentum(momentum.unwrap_or(0.0)),
+        };
+        update_running_stats(running_mean, running_var, mean, var_biased, count, &factor);
     }
 
     /// Normalizes `input`, see [`try_forward`](Self::try_forward).

@@ -7,6 +7,7 @@
 //! | [`LayerNorm`] | `nn.LayerNorm` | leading index | the trailing `normalized_shape` |
 //! | [`GroupNorm`] | `nn.GroupNorm` | (sample, group) | the group's channels and positions |
 //! | [`InstanceNorm`] | `nn.InstanceNorm1d/2d/3d` | (sample, channel) | spatial positions |
+//! | [`SyncBatchNorm`] | `nn.SyncBatchNorm` | channel | every replica's batch and positions |
 //!
 //! Where these differ from `burn::nn`: the running variance is the **unbiased** batch
 //! variance, `momentum: None` gives a cumulative average driven by `num_batches_tracked`,
@@ -44,6 +45,7 @@ mod instance_norm;
 mod layer_norm;
 mod rank;
 mod running;
+mod sync;
 mod training;
 
 #[cfg(test)]
@@ -57,4 +59,5 @@ pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use instance_norm::{InstanceNorm, InstanceNormConfig};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use rank::{ComputePath, InputRank};
+pub use sync::{Replica, ReplicaGroup, ReplicaSumBackend, StatsReducer, SyncBatchNorm};
 pub use training::set_training;

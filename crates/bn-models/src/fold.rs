@@ -25,6 +25,7 @@ pub(crate) fn fold_linear(linear: &Linear, norm: &Option<Norm>) -> Result<Linear
     match norm {
         None => Ok(linear.clone()),
         Some(Norm::Ours(bn)) => fold_into_linear(linear, bn),
+        Some(Norm::Sync(sync)) => fold_into_linear(linear, &sync.bn),
         Some(other) => Err(unfoldable("Linear", other)),
     }
 }
@@ -34,6 +35,7 @@ pub(crate) fn fold_conv(conv: &Conv2d, norm: &Option<Norm>) -> Result<Conv2d, No
     match norm {
         None => Ok(conv.clone()),
         Some(Norm::Ours(bn)) => fold_into_conv2d(conv, bn),
+        Some(Norm::Sync(sync)) => fold_into_conv2d(conv, &sync.bn),
         Some(other) => Err(unfoldable("Conv2d", other)),
     }
 }

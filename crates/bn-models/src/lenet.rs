@@ -8,11 +8,11 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use bn_layers::NormError;
+use bn_layers::{NormError, Replica};
 
 use crate::ImageClassifier;
 use crate::fold::{FoldBatchNorm, fold_conv, fold_linear};
-use crate::norm::{Norm, NormKind, apply};
+use crate::norm::{Norm, NormKind, apply, norm_kind, synchronize};
 use crate::pytorch::{LayerKind, PytorchStateDict};
 
 /// Configuration of [`BnLeNet`].
@@ -71,6 +71,40 @@ impl BnLeNetConfig {
 }
 
 impl BnLeNet {
+    /// A data-parallel replica's copy of the network: its own parameter and buffer storage
+    /// (a clone would share it) holding the same values under the same parameter ids, with
+    /// its BatchNorm layers synchronized across `sync`'s group when given (see
+    /// [`synchronized`](Self::synchronized)).
+    ///
+    /// # Panics
+    /// If `self` is already synchronized.
+    pub fn replica(&self, sync: Option<&Replica>) -> Self {
+        let device = self.conv1.weight.val().device();
+        let copy = BnLeNetConfig::new()
+            .with_norm(norm_kind(&self.norm1))
+            .init(&device)
+            .load_record(self.clone().into_record());
+        match sync {
+            Some(replica) => copy.synchronized(replica),
+            None => copy,
+        }
+    }
+
+    /// The network with every [`NormKind::Ours`] layer turned into a [`SyncBatchNorm`] of
+    /// `replica`'s group (PyTorch's `SyncBatchNorm.convert_sync_batchnorm`). Each replica
+    /// needs its own copy of the parameters: use [`replica`](Self::replica).
+    ///
+    /// [`SyncBatchNorm`]: bn_layers::SyncBatchNorm
+    pub fn synchronized(self, replica: &Replica) -> Self {
+        Self {
+            norm1: synchronize(self.norm1, replica, 1),
+            norm2: synchronize(self.norm2, replica, 2),
+            norm3: synchronize(self.norm3, replica, 3),
+            norm4: synchronize(self.norm4, replica, 4),
+            ..self
+        }
+    }
+
     /// Class logits for a batch of images.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = sigmoid(apply(&self.norm1, self.conv1.forward(images)));

@@ -1,7 +1,8 @@
 //! The normalization layer a model uses, chosen at construction.
 
 use bn_layers::{
-    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig,
+    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Replica,
+    SyncBatchNorm,
 };
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -101,6 +102,8 @@ pub enum Norm {
     Group(GroupNorm),
     /// Layer normalization.
     Layer(LayerNorm),
+    /// [`Norm::Ours`] synchronized across data-parallel replicas (see [`synchronize`]).
+    Sync(SyncBatchNorm),
 }
 
 impl Norm {
@@ -111,6 +114,7 @@ impl Norm {
             Norm::Burn(layer) => layer.forward(x),
             Norm::Group(layer) => layer.forward(x),
             Norm::Layer(layer) => layer.forward(x),
+            Norm::Sync(layer) => layer.forward(x),
         }
     }
 
@@ -121,7 +125,33 @@ impl Norm {
             Norm::Burn(l) => Some((l.gamma.val(), l.beta.val())),
             Norm::Group(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
             Norm::Layer(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
+            Norm::Sync(l) => Some((l.bn.gamma.as_ref()?.val(), l.bn.beta.as_ref()?.val())),
         }
+    }
+}
+
+/// The kind that builds `norm`.
+///
+/// # Panics
+/// On a synchronized layer, which no [`NormKind`] builds.
+pub(crate) fn norm_kind(norm: &Option<Norm>) -> NormKind {
+    match norm {
+        None => NormKind::None,
+        Some(Norm::Ours(_)) => NormKind::Ours,
+        Some(Norm::Burn(_)) => NormKind::Burn,
+        Some(Norm::Group(_)) => NormKind::Group,
+        Some(Norm::Layer(_)) => NormKind::Layer,
+        Some(Norm::Sync(_)) => panic!("a synchronized network is already a replica"),
+    }
+}
+
+/// `norm` with its BatchNorm synchronized across `replica`'s group as reduction `site`
+/// (PyTorch's `SyncBatchNorm.convert_sync_batchnorm` for one layer); other kinds normalize
+/// each sample alone and stay as they are.
+pub(crate) fn synchronize(norm: Option<Norm>, replica: &Replica, site: u64) -> Option<Norm> {
+    match norm {
+        Some(Norm::Ours(bn)) => Some(Norm::Sync(SyncBatchNorm::new(bn, replica.clone(), site))),
+        other => other,
     }
 }
 

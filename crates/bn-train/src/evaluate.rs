@@ -1,8 +1,10 @@
-//! Evaluating a classifier on a whole split, batch by batch, without burn-train.
+//! Evaluating a classifier on a whole split, batch by batch, without burn-train: accuracy,
+//! mean cross-entropy and the first logits.
 
 use bn_models::ImageClassifier;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Tensor};
 
 use crate::data::{FashionMnist, ImageBatcher};
@@ -14,6 +16,8 @@ pub struct Evaluation {
     pub correct: usize,
     /// Images seen.
     pub total: usize,
+    /// The sum over images of the cross-entropy loss.
+    pub loss_sum: f64,
     /// The logits of the first `keep_logits` images, one row per image.
     pub first_logits: Vec<Vec<f32>>,
 }
@@ -22,6 +26,11 @@ impl Evaluation {
     /// `correct / total`.
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.total.max(1) as f64
+    }
+
+    /// The mean cross-entropy loss per image.
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.total.max(1) as f64
     }
 }
 
@@ -41,6 +50,7 @@ pub fn evaluate<M: ImageClassifier>(
     let mut evaluation = Evaluation {
         correct: 0,
         total: 0,
+        loss_sum: 0.0,
         first_logits: Vec::new(),
     };
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -51,6 +61,10 @@ pub fn evaluate<M: ImageClassifier>(
             .collect();
         let batch = ImageBatcher.batch(items, device);
         let logits = model.classify(batch.images);
+        let loss = CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(logits.clone(), batch.targets.clone());
+        evaluation.loss_sum += loss.into_scalar::<f64>() * chunk.len() as f64;
         evaluation.correct += correct_predictions(logits.clone(), batch.targets);
         evaluation.total += chunk.len();
         let wanted = keep_logits.saturating_sub(evaluation.first_logits.len());

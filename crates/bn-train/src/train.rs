@@ -62,7 +62,7 @@ pub enum TrainError {
                 "The last good checkpoint (epoch {epoch}) is intact in {}.",
                 checkpoints.display()
             ),
-            None => "No epoch had finished, so there is no checkpoint.".to_string(),
+            None => "There is no checkpoint from before it.".to_string(),
         }
     )]
     Diverged {

@@ -1,0 +1,176 @@
+//! Batch normalization whose training statistics span every replica's slice of the batch:
+//! PyTorch's `nn.SyncBatchNorm`.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use super::reducer::StatsReducer;
+use crate::NormError;
+use crate::batch_norm::{BatchNorm, BatchNormConfig};
+use crate::error::check_eps_for_batch_stats;
+use crate::functional::scale_shift;
+
+/// Batch normalization that, in training, normalizes every replica's slice with the mean and
+/// variance of the **global** batch: the union of the slices of all replicas in its group.
+///
+/// Based on [MegDet: A Large Mini-Batch Object Detector](https://arxiv.org/abs/1711.07240)
+/// (Peng et al., 2018), PyTorch's `nn.SyncBatchNorm`.
+///
+/// With `n_r` values per channel on replica `r` and `n = Σ n_r`:
+/// `mean = Σ_r Σ x / n`, `var = Σ_r Σ (x - mean)² / n` (biased, two passes for accuracy),
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`. Each pass sums a per-channel vector
+/// across the replicas (a custom autodiff op whose backward sums the gradients across the
+/// replicas, as PyTorch's backward reduces `Σ dy` and `Σ dy·x̂`), so every replica holds the
+/// same statistics and, after the same update, identical running statistics (mean and
+/// **unbiased** variance `var · n / (n - 1)`, `num_batches_tracked`).
+/// In evaluation it is exactly [`BatchNorm`]; without a [`Replica`] it trains like one too.
+///
+/// Each replica owns its copy of the layer (as each PyTorch process does), runs in its own
+/// thread, and all replicas call `forward` and `backward` in step. Only per-channel vectors
+/// cross replicas.
+///
+/// # Shapes
+/// - input: `[N, C, ...]`, per replica; `N` may differ between replicas and may be 1.
+/// - output: the input's shape.
+///
+/// # Example
+/// ```
+/// use bn_layers::{BatchNormConfig, ReplicaGroup, SyncBatchNorm};
+/// use burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex().autodiff();
+/// let group = ReplicaGroup::new(2);
+/// let outputs = std::thread::scope(|scope| {
+///     let workers: Vec<_> = group.members().into_iter().map(|replica| {
+///         let device = device.clone();
+///         scope.spawn(move || {
+///             let bn = SyncBatchNorm::new(BatchNormConfig::new_1d(1).init(&device), replica.clone(), 0);
+///             // Replica 0 holds [1, 2], replica 1 holds [3, 6]: the global mean is 3.
+///             let x = if replica.rank() == 0 { [[1.0], [2.0]] } else { [[3.0], [6.0]] };
+///             let y = bn.forward(Tensor::<2>::from_data(x, &device));
+///             let mean = bn.bn.running_stats().unwrap().0.into_scalar::<f32>();
+///             (y.into_data().to_vec::<f32>().unwrap(), mean)
+///         })
+///     }).collect();
+///     workers.into_iter().map(|w| w.join().unwrap()).collect::<Vec<_>>()
+/// });
+/// // Both replicas moved their running mean to 0.1 · 3 (momentum 0.1).
+/// assert!((outputs[0].1 - 0.3).abs() < 1e-6 && (outputs[1].1 - 0.3).abs() < 1e-6);
+/// assert!(outputs[0].0[0] < 0.0 && outputs[1].0[1] > 0.0);
+/// ```
+#[derive(Module, Debug)]
+pub struct SyncBatchNorm {
+    /// The parameters, buffers and evaluation behaviour: a [`BatchNorm`].
+    pub bn: BatchNorm,
+    /// How this layer sums statistics across replicas; `None` trains like [`BatchNorm`].
+    #[module(skip)]
+    reducer: Option<StatsReducer>,
+    /// Tells this layer's reductions apart from other layers' (unique within a model).
+    #[module(skip)]
+    site: u64,
+}
+
+impl SyncBatchNorm {
+    /// Synchronizes `bn` through `reducer` (a [`Replica`](super::Replica) of a
+    /// [`ReplicaGroup`](super::ReplicaGroup), or [`StatsReducer::Collective`]). `site` must be
+    /// unique among the synchronized layers of the model (their index is a good choice) and
+    /// the same on every replica. PyTorch's `SyncBatchNorm.convert_sync_batchnorm` for one
+    /// layer.
+    pub fn new(bn: BatchNorm, reducer: impl Into<StatsReducer>, site: u64) -> Self {
+        Self {
+            bn,
+            reducer: Some(reducer.into()),
+            site,
+        }
+    }
+
+    /// A layer with `config`'s settings on `device`, synchronized through `reducer`.
+    pub fn from_config(
+        config: &BatchNormConfig,
+        device: &Device,
+        reducer: impl Into<StatsReducer>,
+        site: u64,
+    ) -> Self {
+        Self::new(config.init(device), reducer, site)
+    }
+
+    /// The plain [`BatchNorm`], detached from its group.
+    pub fn into_batch_norm(self) -> BatchNorm {
+        self.bn
+    }
+
+    /// Normalizes `input`, see [`SyncBatchNorm`].
+    ///
+    /// # Errors
+    /// Those of [`BatchNorm::try_forward`], except that [`NormError::TooFewValues`] is about the
+    /// global batch: one replica may hold a single value per channel as long as the group
+    /// holds more than one.
+    pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        let bn = &self.bn;
+        let batch_stats = bn.is_training() || bn.running_mean.is_none();
+        let reducer = match (&self.reducer, batch_stats) {
+            (Some(reducer), true) => reducer,
+            _ => return bn.try_forward(input),
+        };
+        let full_shape = input.shape();
+        let shape = input.dims().to_vec();
+        let [n, c, s] = bn.check_shape(&shape)?;
+        check_eps_for_batch_stats("SyncBatchNorm", bn.eps)?;
+        let device = input.device();
+        let x = input.reshape([n, c, s]);
+        let local_count = (n * s) as f64;
+
+        // Pass 1: per-channel sums and the value count, summed over the group.
+        let dtype = x.dtype();
+        let zeros = || Tensor::<1>::zeros([c], &device).cast(dtype);
+        let sums = match n * s {
+            0 => zeros(),
+            _ => x.clone().sum_dims(&[0, 2]).reshape([c]),
+        };
+        let count = sums
+            .clone()
+            .narrow(0, 0, 1)
+            .zeros_like()
+            .add_scalar(local_count);
+        let global = reducer.sum(Tensor::cat(vec![sums, count], 0), self.site * 2);
+        let total = global.clone().narrow(0, c, 1).into_scalar::<f64>().round() as usize;
+        if total <= 1 {
+            return Err(NormError::TooFewValues {
+                layer: "SyncBatchNorm",
+                per: "value per channel in the global batch",
+                hint: "the replicas' slices together hold one value per channel; use a larger \
+                       global batch",
+                shape,
+            });
+        }
+        let mean = global.narrow(0, 0, c).div_scalar(total as f64);
+
+        // Pass 2: per-channel sums of squared deviations from the global mean.
+        let centered = x - mean.clone().reshape([1, c, 1]);
+        let squares = match n * s {
+            0 => zeros(),
+            _ => centered.clone().square().sum_dims(&[0, 2]).reshape([c]),
+        };
+        let var = reducer
+            .sum(squares, self.site * 2 + 1)
+            .div_scalar(total as f64);
+
+        let x_hat = centered / var.clone().add_scalar(bn.eps).sqrt().reshape([1, c, 1]);
+        let gamma = bn.gamma.as_ref().map(|g| g.val());
+        let beta = bn.beta.as_ref().map(|b| b.val());
+        let output = scale_shift(x_hat, gamma, beta).reshape(full_shape);
+        if bn.is_training() {
+            bn.update_running_stats(mean.detach(), var.detach(), total);
+        }
+        Ok(output)
+    }
+
+    /// Normalizes `input`, see [`try_forward`](Self::try_forward).
+    ///
+    /// # Panics
+    /// Where `try_forward` returns an error, with its message.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        self.try_forward(input)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+}
