@@ -7,6 +7,7 @@
 //! cargo run --release --example lenet_fashion_mnist                    # flex (CPU)
 //! cargo run --release --example lenet_fashion_mnist --features wgpu    # GPU
 //! cargo run --release --example lenet_fashion_mnist -- --norm none     # plain LeNet
+//! cargo run --release --example lenet_fashion_mnist -- --devices 2 --sync-bn   # 2 replicas
 //! ```
 
 use std::path::{Path, PathBuf};

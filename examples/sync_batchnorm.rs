@@ -7,7 +7,7 @@
 //! SyncBN against one device × 128 (the main job's batch), and the throughput of each.
 //!
 //! ```text
-//! cargo run --release --example sync_batchnorm [-- --limit-train 60000]
+//! cargo run --release --example sync_batchnorm [-- --limit-train 12000]
 //! ```
 //! Writes `sync_batchnorm.svg` and `sync_batchnorm.json` to `artifacts/sync_batchnorm/`.
 
@@ -19,7 +19,6 @@ use bn_train::data::{TrainTest, locate};
 use bn_train::{
     Line, LrSchedule, Panel, ParallelOutcome, Parallelism, TrainConfig, train_data_parallel,
 };
-use burn::tensor::Device;
 use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
@@ -29,7 +28,7 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 struct Args {
     /// Training images (one epoch over the first N).
-    #[arg(long, default_value_t = 12_000)]
+    #[arg(long, default_value_t = 60_000)]
     limit_train: usize,
     /// Test images.
     #[arg(long, default_value_t = 10_000)]

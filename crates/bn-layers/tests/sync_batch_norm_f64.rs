@@ -9,7 +9,9 @@ use burn::tensor::{Device, FloatDType};
 #[test]
 fn replicas_match_batch_norm_on_the_whole_batch_in_f64() {
     let mut device = Device::flex();
-    device.configure(FloatDType::F64).expect("flex supports f64");
+    device
+        .configure(FloatDType::F64)
+        .expect("flex supports f64");
     let device = device.autodiff();
     sync::assert_all_cases(&device, 1e-10);
     sync::assert_global_count_of_one_is_refused(&device);

@@ -134,8 +134,7 @@ where
     for epoch in 1..=config.epochs {
         let (mut loss_sum, mut correct) = (0.0, 0);
         let started = Instant::now();
-        let mut batches = loader.iter();
-        while let Some(batch) = batches.next() {
+        for batch in loader.iter() {
             let batch = batch.map_err(|err| TrainError::Interrupted(err.to_string()))?;
             let step = parallel_step(&replicas, batch, device);
             loss_sum += step.loss * config.batch_size as f64;
