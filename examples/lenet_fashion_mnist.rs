@@ -119,8 +119,23 @@ fn data_parallel(
         replicas: args.devices,
         sync_bn: args.sync_bn,
     };
-    let outcome = train_data_parallel(model, BnLeNet::replica, config, parallelism, data, device)
-        .map_err(|e| e.to_string())?;
+    let epochs = config.epochs;
+    let outcome = train_data_parallel(
+        model,
+        BnLeNet::replica,
+        config,
+        parallelism,
+        data,
+        device,
+        |m| {
+            println!(
+                "epoch {}/{epochs} | train loss {:.4} | train accuracy {:.4} | test loss {:.4} \
+                 | test accuracy {:.4} (eval mode)",
+                m.epoch, m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy
+            )
+        },
+    )
+    .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
     let csv = artifacts.join("metrics.csv");
     write_metrics_csv(&csv, &outcome.epochs).map_err(|e| format!("{}: {e}", csv.display()))?;

@@ -86,6 +86,7 @@ fn run(args: Args) -> Result<(), String> {
             Parallelism { replicas, sync_bn },
             data.clone(),
             &device,
+            |_| {},
         )
         .map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();

@@ -447,3 +447,46 @@ fn bad_flags_get_clap_errors_naming_the_flag() {
         std::fs::remove_dir_all(dir).ok();
     }
 }
+
+#[test]
+fn data_parallel_flag_combinations_that_cannot_work_are_refused() {
+    let data = temp_dir("dp-data");
+    write_synthetic(&data, 64, 16).unwrap();
+    let artifacts = temp_dir("dp-artifacts");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--devices", "2", "--resume"],
+            "--resume continues from checkpoints",
+        ),
+        (
+            &["--sync-bn", "--norm", "group"],
+            "--norm group has nothing to synchronize",
+        ),
+        (
+            &["--devices", "0"],
+            "invalid value '0' for '--devices <DEVICES>'",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let output = run(command(&data, &artifacts, flags));
+        assert_fails_with(&output, &[expected]);
+    }
+    let output = run(command(
+        &data,
+        &artifacts,
+        &[
+            "--devices",
+            "2",
+            "--sync-bn",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+        ],
+    ));
+    assert_succeeds(&output);
+    assert!(text(&output.stdout).contains("2 replicas with SyncBatchNorm: test accuracy"));
+    for dir in [data, artifacts] {
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -56,7 +56,7 @@ pub struct ParallelOutcome<M> {
 }
 
 /// Trains `model` data-parallel on `data.train`, evaluating replica 0 on `data.test` after
-/// every epoch. `config.batch_size` is the global batch, split as evenly as possible across
+/// every epoch and handing that epoch's metrics to `on_epoch`. `config.batch_size` is the global batch, split as evenly as possible across
 /// the replicas. `replicate(model, replica)` must return a copy of `model` with its own
 /// parameter storage (same values and parameter ids), synchronized with `replica`'s group when
 /// given one.
@@ -70,6 +70,7 @@ pub fn train_data_parallel<M>(
     parallelism: Parallelism,
     data: TrainTest,
     device: &Device,
+    mut on_epoch: impl FnMut(&EpochMetrics),
 ) -> Result<ParallelOutcome<M>, TrainError>
 where
     M: Module + ModuleDisplay + ImageClassifier + Send + Sync,
@@ -168,13 +169,15 @@ where
         train_seconds += started.elapsed().as_secs_f64();
         let eval_model = replicas[0].valid();
         let evaluation = evaluate(&eval_model, &test, 256, 0, &device.clone().inner());
-        epochs.push(EpochMetrics {
+        let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / usable as f64,
             train_accuracy: correct as f64 / usable as f64,
             test_loss: evaluation.mean_loss(),
             test_accuracy: evaluation.accuracy(),
-        });
+        };
+        on_epoch(&metrics);
+        epochs.push(metrics);
     }
     Ok(ParallelOutcome {
         model: replicas[0].valid(),

@@ -33,6 +33,7 @@ fn step_losses(replicas: usize, sync_bn: bool, data: &TrainTest) -> Vec<f64> {
         parallelism,
         data.clone(),
         &device,
+        |_| {},
     )
     .unwrap()
     .step_losses
@@ -77,9 +78,17 @@ fn too_small_slices_are_refused() {
         replicas: 4,
         sync_bn: false,
     };
-    let err = train_data_parallel(model, BnLeNet::replica, &config, parallelism, data, &device)
-        .err()
-        .expect("one image per replica cannot give batch statistics");
+    let err = train_data_parallel(
+        model,
+        BnLeNet::replica,
+        &config,
+        parallelism,
+        data,
+        &device,
+        |_| {},
+    )
+    .err()
+    .expect("one image per replica cannot give batch statistics");
     assert!(matches!(err, TrainError::Config(_)), "{err}");
     assert!(err.to_string().contains("at least 2 images"), "{err}");
     std::fs::remove_dir_all(dir).ok();
