@@ -7,6 +7,7 @@
 use burn::tensor::{Tensor, module};
 
 use crate::ComputePath;
+use crate::kernels;
 
 /// The output of a normalization with batch statistics, and the statistics themselves
 /// (per channel, detached, the variance **biased**: divided by the count).
@@ -28,11 +29,11 @@ pub(crate) fn batch_norm_train<const D: usize>(
     match path {
         ComputePath::Fused => {
             let (gamma, beta) = identity_if_absent(gamma, beta, &x);
-            let out = module::batch_norm_train(x, gamma, beta, eps);
+            let (output, mean, var_biased) = kernels::batch_norm_train_fused(x, gamma, beta, eps);
             BatchStats {
-                output: out.output,
-                mean: out.mean,
-                var_biased: out.variance,
+                output,
+                mean,
+                var_biased,
             }
         }
         ComputePath::Composed => {

@@ -84,8 +84,10 @@ fn rank_result(
 /// and in how readable the code is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ComputePath {
-    /// Burn's fused normalization ops (`batch_norm_train`, `batch_norm`, `layer_norm`): one
-    /// autodiff node with a closed-form backward. The default.
+    /// Fused ops, each one autodiff node with a closed-form backward: BatchNorm training
+    /// through [`BatchNormKernels`](crate::BatchNormKernels) (this crate's backend extension,
+    /// faster than Burn's `batch_norm_train`, see `docs/performance.md`), evaluation and the
+    /// other layers through Burn's `batch_norm` and `layer_norm`. The default.
     #[default]
     Fused,
     /// The textbook algorithm in plain tensor ops (mean, variance, normalize, scale and
