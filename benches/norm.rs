@@ -87,8 +87,7 @@ fn bench_modes<const D: usize>(
     group.finish();
 }
 
-fn batch_norm(c: &mut Criterion, channels: usize, shape: [usize; 4]) {
-    type T = Tensor<4>;
+fn batch_norm<const D: usize>(c: &mut Criterion, channels: usize, shape: [usize; D]) {
     let train = Device::flex().autodiff();
     let ours = |path| BatchNormConfig::new(channels).with_path(path).init(&train);
     let fused = ours(ComputePath::Fused);
@@ -96,47 +95,27 @@ fn batch_norm(c: &mut Criterion, channels: usize, shape: [usize; 4]) {
     let burn_nn = burn::nn::BatchNormConfig::new(channels).init(&train);
     let (fused_eval, composed_eval) = (fused.valid(), composed.valid());
     let burn_eval = burn_nn.valid();
+    let kind = if D == 2 { "1d" } else { "2d" };
     bench_modes(
         c,
-        &format!("BatchNorm2d({channels}) {shape:?}"),
+        &format!("BatchNorm{kind}({channels}) {shape:?}"),
         shape,
         &[
-            ("fused", &|x: T| fused.forward(x), &|x: T| {
+            ("fused", &|x: Tensor<D>| fused.forward(x), &|x: Tensor<
+                D,
+            >| {
                 fused_eval.forward(x)
             }),
-            ("composed", &|x: T| composed.forward(x), &|x: T| {
-                composed_eval.forward(x)
-            }),
-            ("burn-nn", &|x: T| burn_nn.forward(x), &|x: T| {
-                burn_eval.forward(x)
-            }),
-        ],
-    );
-}
-
-fn batch_norm_1d(c: &mut Criterion, channels: usize, shape: [usize; 2]) {
-    type T = Tensor<2>;
-    let train = Device::flex().autodiff();
-    let ours = |path| BatchNormConfig::new(channels).with_path(path).init(&train);
-    let fused = ours(ComputePath::Fused);
-    let composed = ours(ComputePath::Composed);
-    let burn_nn = burn::nn::BatchNormConfig::new(channels).init(&train);
-    let (fused_eval, composed_eval) = (fused.valid(), composed.valid());
-    let burn_eval = burn_nn.valid();
-    bench_modes(
-        c,
-        &format!("BatchNorm1d({channels}) {shape:?}"),
-        shape,
-        &[
-            ("fused", &|x: T| fused.forward(x), &|x: T| {
-                fused_eval.forward(x)
-            }),
-            ("composed", &|x: T| composed.forward(x), &|x: T| {
-                composed_eval.forward(x)
-            }),
-            ("burn-nn", &|x: T| burn_nn.forward(x), &|x: T| {
-                burn_eval.forward(x)
-            }),
+            (
+                "composed",
+                &|x: Tensor<D>| composed.forward(x),
+                &|x: Tensor<D>| composed_eval.forward(x),
+            ),
+            (
+                "burn-nn",
+                &|x: Tensor<D>| burn_nn.forward(x),
+                &|x: Tensor<D>| burn_eval.forward(x),
+            ),
         ],
     );
 }
@@ -199,8 +178,8 @@ fn norm(c: &mut Criterion) {
     batch_norm(c, 64, [256, 64, 32, 32]);
     layer_norm(c);
     group_norm(c);
-    batch_norm_1d(c, 256, [128, 256]);
-    batch_norm_1d(c, 120, [128, 120]);
+    batch_norm(c, 256, [128, 256]);
+    batch_norm(c, 120, [128, 120]);
 }
 
 criterion_group!(benches, norm);
