@@ -87,9 +87,7 @@ fn run(args: Args) -> Result<(), String> {
 
     // 4. The composed (textbook) and fused paths.
     let diffs = compare_paths(&x, &device);
-    println!(
-        "\n4. composed path (plain tensor ops) against the fused path (one-node training op)"
-    );
+    println!("\n4. composed path (plain tensor ops) against the fused path (one-node training op)");
     for (what, diff) in &diffs {
         println!("max |composed - fused| {what:<16} {diff:.2e}");
     }
