@@ -182,6 +182,17 @@ fn assert_same_run(reference: &Path, resumed: &Path) {
     assert_eq!(csv(reference), csv(resumed));
 }
 
+/// `--resume` in `artifacts` succeeds and ends bit for bit where `reference` did.
+fn resume_to_the_reference(data: &Path, artifacts: &Path, reference: &Path) {
+    let resumed = run(command(
+        data,
+        artifacts,
+        &[&RECIPE[..], &["--resume"]].concat(),
+    ));
+    assert_succeeds(&resumed);
+    assert_same_run(reference, artifacts);
+}
+
 #[test]
 fn killed_runs_resume_to_exactly_the_uninterrupted_result() {
     let data = temp_dir("kill-data");
@@ -197,13 +208,7 @@ fn killed_runs_resume_to_exactly_the_uninterrupted_result() {
         last_checkpoint(&artifacts) == Some(1)
     });
     running.kill();
-    let resumed = run(command(
-        &data,
-        &artifacts,
-        &[&RECIPE[..], &["--resume"]].concat(),
-    ));
-    assert_succeeds(&resumed);
-    assert_same_run(&reference, &artifacts);
+    resume_to_the_reference(&data, &artifacts, &reference);
 
     // 2. SIGKILL while epoch 2's model checkpoint is half written.
     let artifacts = temp_dir("kill-mid-write");
@@ -227,13 +232,7 @@ fn killed_runs_resume_to_exactly_the_uninterrupted_result() {
     );
     assert!(!ckpt.join("model-2.bpk").exists());
     assert_eq!(last_checkpoint(&artifacts), Some(1));
-    let resumed = run(command(
-        &data,
-        &artifacts,
-        &[&RECIPE[..], &["--resume"]].concat(),
-    ));
-    assert_succeeds(&resumed);
-    assert_same_run(&reference, &artifacts);
+    resume_to_the_reference(&data, &artifacts, &reference);
 
     // 3. SIGKILL in epoch 1: nothing to resume, and the run says so.
     let artifacts = temp_dir("kill-first-epoch");

@@ -4,6 +4,8 @@ use bn_models::NormKind;
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
+use crate::data::TrainTest;
+
 /// The optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OptimizerKind {
@@ -67,6 +69,21 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// `data` cut to `limit_train` training and `limit_test` test images, where set.
+    pub fn limit(&self, data: TrainTest) -> TrainTest {
+        let TrainTest { train, test } = data;
+        TrainTest {
+            train: match self.limit_train {
+                Some(n) => train.take(n),
+                None => train,
+            },
+            test: match self.limit_test {
+                Some(n) => test.take(n),
+                None => test,
+            },
+        }
+    }
+
     /// Checks the recipe, naming the flag at fault.
     ///
     /// # Errors

@@ -90,15 +90,7 @@ where
             config.batch_size
         )));
     }
-    let TrainTest { train, test } = data;
-    let train = match config.limit_train {
-        Some(limit) => train.take(limit),
-        None => train,
-    };
-    let test = match config.limit_test {
-        Some(limit) => test.take(limit),
-        None => test,
-    };
+    let TrainTest { train, test } = config.limit(data);
     // Whole batches only: a short last batch could leave a replica a single image.
     let usable = train.len() / config.batch_size * config.batch_size;
     if usable == 0 {

@@ -127,15 +127,7 @@ where
         check_checkpoint(&classifier, artifacts, start_epoch).map_err(TrainError::Resume)?;
     }
 
-    let TrainTest { train, test } = data;
-    let train = match config.limit_train {
-        Some(n) => train.take(n),
-        None => train,
-    };
-    let test = match config.limit_test {
-        Some(n) => test.take(n),
-        None => test,
-    };
+    let TrainTest { train, test } = config.limit(data);
     let train_images = train.len();
     let test_images = test.len();
     // Batch normalization cannot train on a final batch of one sample: leave that sample out.
