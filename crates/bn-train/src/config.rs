@@ -2,6 +2,11 @@
 
 use bn_models::NormKind;
 use burn::config::Config;
+use burn::optim::lr_scheduler::composed::ComposedLrSchedulerConfig;
+use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::data::TrainTest;
@@ -81,6 +86,35 @@ impl TrainConfig {
                 Some(n) => test.take(n),
                 None => test,
             },
+        }
+    }
+
+    /// The recipe's optimizer (SGD momentum without dampening, as PyTorch's default).
+    pub fn optimizer(&self) -> ModuleOptimizer {
+        match self.optimizer {
+            OptimizerKind::Sgd => SgdConfig::new()
+                .with_momentum((self.momentum > 0.0).then(|| {
+                    MomentumConfig::new()
+                        .with_momentum(self.momentum)
+                        .with_dampening(0.0)
+                }))
+                .init(),
+            OptimizerKind::Adam => AdamConfig::new().init(),
+        }
+    }
+
+    /// The recipe's learning-rate schedule over `steps` optimizer steps.
+    ///
+    /// # Errors
+    /// When burn refuses the schedule (a message naming why).
+    pub fn lr_schedule(&self, steps: usize) -> Result<ModuleLrScheduler, String> {
+        match self.schedule {
+            LrSchedule::Constant => Ok(ModuleLrScheduler::new(self.lr)),
+            // lr × (a cosine from 1 to 0): burn's cosine scheduler alone refuses a peak above 1.
+            LrSchedule::Cosine => ComposedLrSchedulerConfig::new()
+                .constant(self.lr)
+                .cosine(CosineAnnealingLrSchedulerConfig::new(1.0, steps))
+                .init(),
         }
     }
 

@@ -21,14 +21,10 @@ use burn::data::dataloader::DataLoader;
 use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleDisplay};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::lr_scheduler::composed::ComposedLrSchedulerConfig;
-use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
-use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 
-use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::{EpochLoader, ImageBatch, ImageBatcher, TrainTest};
 use crate::evaluate::evaluate;
 use crate::report::EpochMetrics;
@@ -119,8 +115,10 @@ where
     drop(model);
 
     let steps_per_epoch = usable / config.batch_size;
-    let mut schedule = lr_schedule(config, steps_per_epoch * config.epochs)?;
-    let mut optimizer = optimizer(config);
+    let mut schedule = config
+        .lr_schedule(steps_per_epoch * config.epochs)
+        .map_err(TrainError::Config)?;
+    let mut optimizer = config.optimizer();
     let mut epochs = Vec::with_capacity(config.epochs);
     let mut step_losses = Vec::with_capacity(steps_per_epoch * config.epochs);
     let mut train_seconds = 0.0;
@@ -177,32 +175,6 @@ where
         step_losses,
         images_per_second: (usable * config.epochs) as f64 / train_seconds,
     })
-}
-
-/// The recipe's optimizer, as the single-device pipeline builds it.
-fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    match config.optimizer {
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum((config.momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0)
-            }))
-            .init(),
-        OptimizerKind::Adam => AdamConfig::new().init(),
-    }
-}
-
-/// The recipe's learning-rate schedule over `steps` optimizer steps.
-fn lr_schedule(config: &TrainConfig, steps: usize) -> Result<ModuleLrScheduler, TrainError> {
-    match config.schedule {
-        LrSchedule::Constant => Ok(ModuleLrScheduler::new(config.lr)),
-        LrSchedule::Cosine => ComposedLrSchedulerConfig::new()
-            .constant(config.lr)
-            .cosine(CosineAnnealingLrSchedulerConfig::new(1.0, steps))
-            .init()
-            .map_err(TrainError::Config),
-    }
 }
 
 /// What one data-parallel step produced.

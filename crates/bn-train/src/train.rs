@@ -11,10 +11,6 @@ use std::sync::Arc;
 use burn::data::dataset::Dataset;
 use burn::data::dataset::transform::PartialDataset;
 use burn::module::{Module, ModuleDisplay};
-use burn::optim::lr_scheduler::composed::ComposedLrSchedulerConfig;
-use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, SgdConfig};
 use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, LearnerSummary, SupervisedTraining};
@@ -24,7 +20,7 @@ use std::io::IsTerminal;
 use crate::PlainProgress;
 use crate::checkpoint::{AtomicCheckpointer, check_checkpoint, last_checkpoint};
 use crate::classifier::Classifier;
-use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::{EpochLoader, ImageBatcher, TrainTest};
 use crate::divergence::{Divergence, DivergenceGuard};
 use crate::report::{EpochMetrics, Report, write_metrics_csv};
@@ -153,16 +149,6 @@ where
     let test_loader =
         EpochLoader::sequential(test, ImageBatcher, config.batch_size, config.num_workers);
 
-    let optimizer = match config.optimizer {
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum((config.momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0)
-            }))
-            .init(),
-        OptimizerKind::Adam => AdamConfig::new().init(),
-    };
     let params = trainable_params(&classifier);
     let batches_per_epoch = usable.div_ceil(config.batch_size);
     let steps = config.epochs * batches_per_epoch.div_ceil(config.grad_accumulation);
@@ -180,18 +166,8 @@ where
             .num_epochs(config.epochs);
     let guard = DivergenceGuard::new(training.interrupter(), batches_per_epoch, start_epoch);
     let classifier = classifier.with_guard(guard.clone());
-    let learner = match config.schedule {
-        LrSchedule::Constant => Learner::new(classifier, optimizer, config.lr),
-        LrSchedule::Cosine => {
-            // lr × (a cosine from 1 to 0): burn's cosine scheduler alone refuses a peak above 1.
-            let schedule = ComposedLrSchedulerConfig::new()
-                .constant(config.lr)
-                .cosine(CosineAnnealingLrSchedulerConfig::new(1.0, steps))
-                .init()
-                .map_err(TrainError::Config)?;
-            Learner::new(classifier, optimizer, schedule)
-        }
-    };
+    let schedule = config.lr_schedule(steps).map_err(TrainError::Config)?;
+    let learner = Learner::new(classifier, config.optimizer(), schedule);
 
     if start_epoch > 0 {
         training = training.checkpoint(start_epoch);
