@@ -1,5 +1,5 @@
-//! The normalization layers at the shapes of `shared/baselines/bench_norm.py` (PyTorch's CPU
-//! micro-benchmarks), on flex: our fused and composed paths and burn-nn's layer of the same
+//! The normalization layers at the shapes of `benches/bench_norm.py` (PyTorch's CPU
+//! micro-benchmarks), on flex, under criterion: our fused and composed paths and burn-nn's layer of the same
 //! kind, in training forward, training forward+backward and (BatchNorm) evaluation forward.
 //!
 //! ```text
@@ -18,7 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use bn_layers::{BatchNormConfig, ComputePath, GroupNormConfig, LayerNormConfig};
+use bn_layers::{
+    BatchNormConfig, ComputePath, GroupNormConfig, InstanceNormConfig, LayerNormConfig,
+};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -95,7 +97,11 @@ fn batch_norm<const D: usize>(c: &mut Criterion, channels: usize, shape: [usize;
     let burn_nn = burn::nn::BatchNormConfig::new(channels).init(&train);
     let (fused_eval, composed_eval) = (fused.valid(), composed.valid());
     let burn_eval = burn_nn.valid();
-    let kind = if D == 2 { "1d" } else { "2d" };
+    let kind = match D {
+        2 | 3 => "1d",
+        4 => "2d",
+        _ => "3d",
+    };
     bench_modes(
         c,
         &format!("BatchNorm{kind}({channels}) {shape:?}"),
@@ -172,12 +178,45 @@ fn group_norm(c: &mut Criterion) {
     );
 }
 
+fn instance_norm(c: &mut Criterion) {
+    type T = Tensor<4>;
+    let train = Device::flex().autodiff();
+    let ours = |path| {
+        InstanceNormConfig::new_2d(64)
+            .with_affine(true)
+            .with_path(path)
+            .init(&train)
+    };
+    let fused = ours(ComputePath::Fused);
+    let composed = ours(ComputePath::Composed);
+    let burn_nn = burn::nn::InstanceNormConfig::new(64).init(&train);
+    let (fused_eval, composed_eval, burn_eval) = (fused.valid(), composed.valid(), burn_nn.valid());
+    bench_modes(
+        c,
+        "InstanceNorm2d(64, affine) [32, 64, 32, 32]",
+        [32, 64, 32, 32],
+        &[
+            ("fused", &|x: T| fused.forward(x), &|x: T| {
+                fused_eval.forward(x)
+            }),
+            ("composed", &|x: T| composed.forward(x), &|x: T| {
+                composed_eval.forward(x)
+            }),
+            ("burn-nn", &|x: T| burn_nn.forward(x), &|x: T| {
+                burn_eval.forward(x)
+            }),
+        ],
+    );
+}
+
 fn norm(c: &mut Criterion) {
     batch_norm(c, 6, [128, 6, 24, 24]);
     batch_norm(c, 16, [128, 16, 8, 8]);
     batch_norm(c, 64, [256, 64, 32, 32]);
+    batch_norm(c, 16, [8, 16, 16, 32, 32]);
     layer_norm(c);
     group_norm(c);
+    instance_norm(c);
     batch_norm(c, 256, [128, 256]);
     batch_norm(c, 120, [128, 120]);
 }

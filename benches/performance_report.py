@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Side-by-side performance report: our normalization layers and BN-LeNet training against
 PyTorch on this machine, in one session. Writes the tables of docs/performance.md (between its
-GENERATED markers; the hand-written analysis around them stays).
+GENERATED markers; the hand-written analysis around them stays) and the raw JSON of every run
+into docs/performance/.
 
-    python3 benches/performance_report.py [--python VENV/bin/python] [--shared ../shared]
+    python3 benches/performance_report.py [--python VENV/bin/python] [--runs 3] [--no-training]
 
 Runs, in order:
-  1. PyTorch's micro-benchmarks: shared/baselines/bench_norm.py (imported, its JSON written to
-     a temporary directory, not into shared/);
-  2. ours: `cargo bench --features wgpu,ndarray --bench norm` (criterion, flex);
-  3. BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128), one epoch each:
+  1. `runs` rounds of the layer benchmarks, each round PyTorch (benches/bench_norm.py) then
+     ours from a plain binary (benches/norm_plain.rs: a plain `main`, the system allocator,
+     burn's default features, flex). Both use the same harness and timing rule.
+  2. BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128), one epoch each:
      shared/baselines/train_lenet.py and our main job (`--limit-test 128`, so evaluation
      hardly counts, as PyTorch's timing leaves evaluation out).
 
@@ -20,36 +21,19 @@ PyTorch must be importable by --python (default: $PYTHON, else python3). Without
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FEATURES = "wgpu,ndarray"
+FEATURES = "wgpu,ndarray"  # CI's feature set: one build of burn serves both
+RAW = ROOT / "docs" / "performance"
 BEGIN, END = "<!-- BEGIN GENERATED: benches/performance_report.py -->", "<!-- END GENERATED -->"
-
-# (PyTorch label, our criterion group, minimum bytes multiplier per mode): bench_norm.py's
-# GB/s convention, forward = read x + write y, forward+backward = + read x, dy, write dx.
-CASES = [
-    ("BatchNorm2d(6)", "BatchNorm2d(6) [128, 6, 24, 24]"),
-    ("BatchNorm2d(16)", "BatchNorm2d(16) [128, 16, 8, 8]"),
-    ("BatchNorm2d(64)", "BatchNorm2d(64) [256, 64, 32, 32]"),
-    ("LayerNorm(256)", "LayerNorm(256) [4096, 256]"),
-    ("GroupNorm(8,64)", "GroupNorm(8,64) [64, 64, 32, 32]"),
-    ("BatchNorm1d(256)", "BatchNorm1d(256) [128, 256]"),
-    ("BatchNorm1d(120)", "BatchNorm1d(120) [128, 120]"),
-]
-MODES = [  # (our mode, PyTorch key, bytes per element)
-    ("train_fwd", "fwd_autograd", 8),
-    ("train_fwd_bwd", "fwd_bwd", 20),
-    ("eval_fwd", "fwd_eval_nograd", 8),
-]
-IMPLS = ["fused", "composed", "burn-nn"]
-
-
-def target_dir():
-    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+# (mode, bytes moved per element at least): forward reads x and writes y; forward+backward
+# also reads x and dy and writes dx (bench_norm.py's convention).
+MODES = [("train_fwd", 8), ("train_fwd_bwd", 20), ("eval_fwd", 8)]
 
 
 def check_torch(python):
@@ -62,41 +46,25 @@ def check_torch(python):
     return probe.stdout.strip()
 
 
-def pytorch_micro(python, shared, out_dir):
-    script = shared / "baselines" / "bench_norm.py"
-    code = ("import runpy, sys; sys.argv = ['bench_norm.py', 'report']; "
-            f"g = runpy.run_path({str(script)!r}, run_name='bench'); "
-            f"g['HERE'] = {str(out_dir)!r}; g['main'].__globals__['HERE'] = {str(out_dir)!r}; "
-            "g['main']()")
-    subprocess.run([python, "-c", code], check=True)
-    return json.loads((out_dir / "bench_norm_report.json").read_text())
-
-
-def our_micro():
-    subprocess.run(["cargo", "bench", "--features", FEATURES, "--bench", "norm"], cwd=ROOT,
+def pytorch_layers(python, out):
+    subprocess.run([python, str(ROOT / "benches" / "bench_norm.py"), "--json", str(out)],
                    check=True)
-    results = {}
-    for bench in (target_dir() / "criterion").rglob("new/benchmark.json"):
-        meta = json.loads(bench.read_text())
-        group = meta["group_id"]
-        if not group.startswith("norm/"):
-            continue
-        estimates = json.loads((bench.parent / "estimates.json").read_text())
-        mode, impl = meta["function_id"].split("/")
-        results[(group[len("norm/"):], mode, impl)] = estimates["median"]["point_estimate"] / 1e6
-    return results
+    return json.loads(out.read_text())
 
 
-def pytorch_training(python, shared, out_dir):
-    out = out_dir / "lenet.json"
+def our_layers(out):
+    subprocess.run(["cargo", "bench", "--features", FEATURES, "--bench", "norm_plain", "--",
+                    "--json", str(out)], cwd=ROOT, check=True)
+    return json.loads(out.read_text())
+
+
+def pytorch_training(python, shared, out):
     subprocess.run([python, str(shared / "baselines" / "train_lenet.py"), "--bn", "--epochs", "1",
                     "--out", str(out)], check=True)
-    epoch = json.loads(out.read_text())["epochs"][0]
-    return epoch["img_per_s"]
+    return json.loads(out.read_text())["epochs"][0]["img_per_s"]
 
 
-def our_training(out_dir):
-    artifacts = out_dir / "lenet"
+def our_training(artifacts):
     subprocess.run(["cargo", "run", "--release", "--features", FEATURES, "--example",
                     "lenet_fashion_mnist", "--", "--backend", "flex", "--momentum", "0",
                     "--schedule", "constant", "--epochs", "1", "--limit-test", "128",
@@ -104,67 +72,93 @@ def our_training(out_dir):
     return json.loads((artifacts / "report.json").read_text())["images_per_second"]
 
 
-def tables(torch_version, pytorch, ours, torch_ips, our_ips):
-    by_label = {b["label"]: b for b in pytorch["benches"]}
-    lines = [f"Measured in one session by `benches/performance_report.py`: PyTorch {torch_version} "
-             f"({pytorch['threads']} threads, {pytorch['cpu']}) and ours on flex. Times are "
-             "medians in ms; GB/s = minimum bytes / time (bench_norm.py's convention); "
-             "ratio = our time / other time (below 1 is faster).", ""]
-    lines += ["| layer, shape | mode | PyTorch ms (GB/s) | fused ms (GB/s) | composed ms | "
-              "burn-nn ms | fused / PyTorch | fused / burn-nn |",
-              "|---|---|---|---|---|---|---|---|"]
+def spread(values, fmt):
+    """`median (min–max)` of the runs."""
+    values = sorted(values)
+    mid = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(mid)
+    return f"{fmt.format(mid)} ({fmt.format(values[0])}–{fmt.format(values[-1])})"
+
+
+def layer_table(torch_runs, our_runs):
+    lines = ["| layer, shape | mode | PyTorch ms | ours ms | ours / PyTorch | PyTorch GB/s | "
+             "ours GB/s | page faults per step, PyTorch / ours |",
+             "|---|---|---|---|---|---|---|---|"]
     summary = []
-    for label, group in CASES:
-        torch_case = by_label[label]
-        numel = torch_case["numel"]
-        for mode, key, per in MODES:
-            if key not in torch_case:
-                continue
-            t = torch_case[key]["median_ms"]
-            mine = {impl: ours.get((group, mode, impl)) for impl in IMPLS}
-            if mine["fused"] is None:
-                continue
+    labels = [b["label"] for b in torch_runs[0]["benches"]]
+    for label in labels:
+        pick = lambda runs: [next(b for b in r["benches"] if b["label"] == label)  # noqa: E731
+                             for r in runs]
+        torch_cases, our_cases = pick(torch_runs), pick(our_runs)
+        numel = torch_cases[0]["numel"]
+        for mode, per in MODES:
+            t = [c[mode]["median_ms"] for c in torch_cases]
+            o = [c[mode]["median_ms"] for c in our_cases]
+            ratios = [oi / ti for oi, ti in zip(o, t)]
             gbps = lambda ms: numel * per / (ms / 1e3) / 1e9  # noqa: E731
-            fused = mine["fused"]
-            summary.append((label, mode, fused / t, fused / mine["burn-nn"]))
+            faults = (statistics.median(c[mode]["faults_per_rep"] for c in torch_cases),
+                      statistics.median(c[mode]["faults_per_rep"] for c in our_cases))
+            summary.append((label, mode, statistics.median(ratios), max(ratios)))
             lines.append(
-                f"| {label} {tuple(torch_case['shape'])} | {mode} | {t:.3f} ({gbps(t):.1f}) | "
-                f"{fused:.3f} ({gbps(fused):.1f}) | {mine['composed']:.3f} | "
-                f"{mine['burn-nn']:.3f} | {fused / t:.2f} | {fused / mine['burn-nn']:.2f} |")
-    lines += ["", "BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128, 2 threads), one "
-              "epoch of 60,000 images, training loop only:", "",
-              "| | images/s | ours / PyTorch |", "|---|---|---|",
-              f"| PyTorch (`train_lenet.py`) | {torch_ips:,.0f} | |",
-              f"| ours, main job on flex | {our_ips:,.0f} | {our_ips / torch_ips:.2f} |"]
-    return "\n".join(lines), summary
+                f"| {label} | {mode} | {spread(t, '{:.3f}')} | {spread(o, '{:.3f}')} | "
+                f"{spread(ratios, '{:.2f}')} | {gbps(statistics.median(t)):.1f} | "
+                f"{gbps(statistics.median(o)):.1f} | {faults[0]:.0f} / {faults[1]:.0f} |")
+    return lines, summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=os.environ.get("PYTHON", "python3"))
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"),
-                        help="the folder holding baselines/bench_norm.py and train_lenet.py")
+                        help="the folder holding baselines/train_lenet.py")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-training", action="store_true",
+                        help="skip the BN-LeNet training comparison (keeps its old table)")
     args = parser.parse_args()
     shared = Path(args.shared)
-    if not (shared / "baselines" / "bench_norm.py").is_file():
-        sys.exit(f"error: {shared}/baselines/bench_norm.py not found; pass --shared DIR")
     torch_version = check_torch(args.python)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        pytorch = pytorch_micro(args.python, shared, tmp)
-        ours = our_micro()
-        torch_ips = pytorch_training(args.python, shared, tmp)
-        our_ips = our_training(tmp)
-    text, summary = tables(torch_version, pytorch, ours, torch_ips, our_ips)
+    RAW.mkdir(parents=True, exist_ok=True)
+    torch_runs, our_runs = [], []
+    for run in range(1, args.runs + 1):
+        torch_runs.append(pytorch_layers(args.python, RAW / f"layers-pytorch-{run}.json"))
+        our_runs.append(our_layers(RAW / f"layers-ours-{run}.json"))
+    lines = [f"Measured in one session by `benches/performance_report.py`: PyTorch "
+             f"{torch_version} ({torch_runs[0]['threads']} threads, {torch_runs[0]['cpu']}) "
+             "and ours on flex from a plain binary (`benches/norm_plain.rs`: system "
+             "allocator, burn's default features). Times are the median over "
+             f"{args.runs} runs (min–max in brackets) of each run's best trial median, in ms; "
+             "the ratio is taken within each run. GB/s = minimum bytes / median time. "
+             "Raw output: `docs/performance/layers-*.json`.", ""]
+    table, summary = layer_table(torch_runs, our_runs)
+    lines += table
+    if not args.no_training:
+        if not (shared / "baselines" / "train_lenet.py").is_file():
+            sys.exit(f"error: {shared}/baselines/train_lenet.py not found; pass --shared DIR")
+        with tempfile.TemporaryDirectory() as tmp:
+            torch_ips = pytorch_training(args.python, shared, Path(tmp) / "lenet.json")
+            our_ips = our_training(Path(tmp) / "lenet")
+        (RAW / "training.json").write_text(json.dumps(
+            {"pytorch_images_per_second": torch_ips, "ours_images_per_second": our_ips}, indent=1))
+    training = json.loads((RAW / "training.json").read_text()) if (RAW / "training.json").exists() \
+        else None
+    if training:
+        torch_ips, our_ips = training["pytorch_images_per_second"], training["ours_images_per_second"]
+        lines += ["", "BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128, 2 threads), one "
+                  "epoch of 60,000 images, training loop only (`docs/performance/training.json`):",
+                  "", "| | images/s | ours / PyTorch |", "|---|---|---|",
+                  f"| PyTorch (`train_lenet.py`) | {torch_ips:,.0f} | |",
+                  f"| ours, main job on flex | {our_ips:,.0f} | {our_ips / torch_ips:.2f} |"]
+    text = "\n".join(lines)
     doc = ROOT / "docs" / "performance.md"
     old = doc.read_text() if doc.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
     head, rest = old.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
     print(text)
-    for label, mode, vs_torch, vs_burn in summary:
-        print(f"{label:18s} {mode:14s} fused/PyTorch {vs_torch:6.2f}  fused/burn-nn {vs_burn:5.2f}")
-    print(f"wrote {doc}")
+    for label, mode, ratio, worst in summary:
+        print(f"{label:44s} {mode:14s} ours/PyTorch {ratio:5.2f} (worst run {worst:5.2f})")
+    print(f"wrote {doc} and {RAW}/")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ mod common;
 
 use bn_layers::ComputePath;
 use burn::tensor::{Device, FloatDType};
+use common::Precision;
 
 #[test]
 fn golden_cases_pass_in_f64_on_both_paths() {
@@ -17,6 +18,7 @@ fn golden_cases_pass_in_f64_on_both_paths() {
         .configure(FloatDType::F64)
         .expect("flex supports f64");
     for path in [ComputePath::Fused, ComputePath::Composed] {
-        common::assert_golden_passes(device.clone(), path, 1e-9);
+        common::assert_golden_passes(device.clone(), path, Precision::F64);
+        common::assert_precision_cases_pass(device.clone(), path, Precision::F64);
     }
 }

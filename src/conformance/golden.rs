@@ -81,6 +81,33 @@ pub struct Step {
     /// Expected `num_batches_tracked` after the step.
     #[serde(default)]
     pub num_batches_tracked: Option<i64>,
+    /// PyTorch's own float32 results for this step (precision cases), against the same
+    /// float64 reference.
+    #[serde(default)]
+    pub float32: Option<Float32Results>,
+}
+
+/// What PyTorch computed for a step in float32: the yardstick of our float32 error.
+#[derive(Debug, Default, Deserialize)]
+pub struct Float32Results {
+    /// Output.
+    #[serde(default)]
+    pub output: Option<TensorValue>,
+    /// Gradient for the input.
+    #[serde(default)]
+    pub grad_input: Option<TensorValue>,
+    /// Gradient for `weight`.
+    #[serde(default)]
+    pub grad_weight: Option<TensorValue>,
+    /// Gradient for `bias`.
+    #[serde(default)]
+    pub grad_bias: Option<TensorValue>,
+    /// Running mean after the step.
+    #[serde(default)]
+    pub running_mean: Option<TensorValue>,
+    /// Running variance after the step.
+    #[serde(default)]
+    pub running_var: Option<TensorValue>,
 }
 
 /// PyTorch's `module.train()` / `module.eval()`.
@@ -113,6 +140,21 @@ impl GoldenFile {
             .map_err(|err| format!("cannot read golden file {}: {err}", path.display()))?;
         serde_json::from_str(&text)
             .map_err(|err| format!("{} is not a golden file: {err}", path.display()))
+    }
+}
+
+impl Float32Results {
+    /// The result for a quantity by its golden-file name (`output`, `grad_input`, ...).
+    pub fn get(&self, what: &str) -> Option<&TensorValue> {
+        match what {
+            "output" => self.output.as_ref(),
+            "grad_input" => self.grad_input.as_ref(),
+            "grad_weight" => self.grad_weight.as_ref(),
+            "grad_bias" => self.grad_bias.as_ref(),
+            "running_mean" => self.running_mean.as_ref(),
+            "running_var" => self.running_var.as_ref(),
+            _ => None,
+        }
     }
 }
 

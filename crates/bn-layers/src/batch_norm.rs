@@ -34,7 +34,7 @@ pub struct BatchNormConfig {
     /// Default: [`InputRank::Any`].
     #[config(default = "InputRank::Any")]
     pub input_rank: InputRank,
-    /// Fused Burn ops or the composed textbook algorithm. Default: [`ComputePath::Fused`].
+    /// One fused op per mode or the composed textbook algorithm. Default: [`ComputePath::Fused`].
     #[config(default = "ComputePath::Fused")]
     pub path: ComputePath,
 }

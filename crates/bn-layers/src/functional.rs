@@ -1,16 +1,17 @@
 //! The normalization arithmetic shared by the layers, in its two forms: composed from plain
-//! tensor ops (the textbook algorithm) and fused into Burn's normalization ops.
+//! tensor ops (the textbook algorithm) and fused into this crate's one-node ops
+//! ([`kernels`]).
 //!
 //! Everything here works on a channel-major view of the input, `[N, C, S]` with `S` the
 //! product of the spatial dimensions, so one function serves every input rank.
 
-use burn::tensor::{Tensor, module};
+use burn::tensor::{Device, Tensor};
 
 use crate::ComputePath;
 use crate::kernels;
 
-/// The output of a normalization with batch statistics, and the statistics themselves
-/// (per channel, detached, the variance **biased**: divided by the count).
+/// The output of a normalization with statistics of its input, and the statistics themselves
+/// (per channel or group, detached, the variance **biased**: divided by the count).
 pub(crate) struct BatchStats<const D: usize> {
     pub output: Tensor<D>,
     pub mean: Tensor<1>,
@@ -28,7 +29,7 @@ pub(crate) fn batch_norm_train<const D: usize>(
 ) -> BatchStats<D> {
     match path {
         ComputePath::Fused => {
-            let (gamma, beta) = identity_if_absent(gamma, beta, &x);
+            let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
             let (output, mean, var_biased) = kernels::batch_norm_train_fused(x, gamma, beta, eps);
             BatchStats {
                 output,
@@ -40,9 +41,14 @@ pub(crate) fn batch_norm_train<const D: usize>(
             let dims = x.dims();
             let [n, c, s] = channel_major(&dims);
             let x = x.reshape([n, c, s]);
-            // mean = X.mean(dim=(0, 2)); var = ((X - mean) ** 2).mean(dim=(0, 2))
-            let mean = x.clone().mean_dims(&[0, 2]);
-            let centered = x - mean.clone();
+            // mean = X.mean(dim=(0, 2)); var = ((X - mean) ** 2).mean(dim=(0, 2)), with X
+            // first shifted by one of its values per channel (a constant: the shifted-data
+            // algorithm), so that f32 sums of a large mean keep their digits.
+            let pivot = x.clone().slice([0..1, 0..c, 0..1]).detach();
+            let shifted = x - pivot.clone();
+            let shifted_mean = shifted.clone().mean_dims(&[0, 2]);
+            let centered = shifted - shifted_mean.clone();
+            let mean = pivot + shifted_mean;
             let var = centered.clone().square().mean_dims(&[0, 2]);
             let x_hat = centered / var.clone().add_scalar(eps).sqrt();
             let output = scale_shift(x_hat, gamma, beta).reshape(dims);
@@ -68,8 +74,8 @@ pub(crate) fn batch_norm_eval<const D: usize>(
 ) -> Tensor<D> {
     match path {
         ComputePath::Fused => {
-            let (gamma, beta) = identity_if_absent(gamma, beta, &x);
-            module::batch_norm(x, gamma, beta, mean, var, eps)
+            let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
+            kernels::batch_norm_eval_fused(x, gamma, beta, mean, var, eps)
         }
         ComputePath::Composed => {
             let dims = x.dims();
@@ -83,51 +89,65 @@ pub(crate) fn batch_norm_eval<const D: usize>(
     }
 }
 
-/// Normalizes each row of `x: [M, K]` over its `K` values (biased variance), then applies
-/// the optional elementwise `gamma`/`beta` of length `K`.
-pub(crate) fn normalize_rows(
-    x: Tensor<2>,
+/// `y = (x - E[x]) / sqrt(Var[x] + eps) * gamma + beta` with one statistic per sample and
+/// group of `C / groups` channels of `x: [N, C, ...]` (over the group's channels and every
+/// spatial position), and a per-channel `gamma`/`beta`. The statistics are `[N · groups]`.
+///
+/// GroupNorm as it stands; InstanceNorm is `groups = C`; LayerNorm over the last `K` values
+/// is `x: [M, K]` with `groups = 1` (K channels of one position each, so the per-channel
+/// affine is LayerNorm's elementwise one).
+pub(crate) fn group_norm<const D: usize>(
+    x: Tensor<D>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
+    groups: usize,
     eps: f64,
     path: ComputePath,
-) -> Tensor<2> {
+) -> BatchStats<D> {
     match path {
         ComputePath::Fused => {
-            let k = x.dims()[1];
-            let gamma = gamma.unwrap_or_else(|| Tensor::ones([k], &x.device()));
-            module::layer_norm(x, gamma, beta, eps)
+            let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
+            let (output, mean, var_biased) = kernels::group_norm_fused(x, gamma, beta, groups, eps);
+            BatchStats {
+                output,
+                mean,
+                var_biased,
+            }
         }
         ComputePath::Composed => {
-            let k = x.dims()[1];
-            let mean = x.clone().mean_dim(1);
-            let centered = x - mean;
+            let dims = x.dims();
+            let [n, c, s] = channel_major(&dims);
+            // X = x.reshape(N * G, -1); mean = X.mean(1); var = ((X - mean) ** 2).mean(1),
+            // shifted by one value per row first, as in `batch_norm_train`.
+            let rows = x.reshape([n * groups, c / groups * s]);
+            let pivot = rows.clone().slice([0..n * groups, 0..1]).detach();
+            let shifted = rows - pivot.clone();
+            let shifted_mean = shifted.clone().mean_dim(1);
+            let centered = shifted - shifted_mean.clone();
+            let mean = pivot + shifted_mean;
             let var = centered.clone().square().mean_dim(1);
-            let x_hat = centered / var.add_scalar(eps).sqrt();
-            let y = match gamma {
-                Some(gamma) => x_hat * gamma.reshape([1, k]),
-                None => x_hat,
-            };
-            match beta {
-                Some(beta) => y + beta.reshape([1, k]),
-                None => y,
+            let x_hat = centered / var.clone().add_scalar(eps).sqrt();
+            let output = scale_shift(x_hat.reshape([n, c, s]), gamma, beta).reshape(dims);
+            BatchStats {
+                output,
+                mean: mean.reshape([n * groups]).detach(),
+                var_biased: var.reshape([n * groups]).detach(),
             }
         }
     }
 }
 
 /// The fused ops always scale and shift: a layer without `affine` gets `gamma = 1`,
-/// `beta = 0` (constants, outside the autodiff graph) for the channels of `x: [N, C, ...]`.
-fn identity_if_absent<const D: usize>(
+/// `beta = 0` (constants, outside the autodiff graph) for its `channels`.
+pub(crate) fn identity_if_absent(
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
-    x: &Tensor<D>,
+    channels: usize,
+    device: &Device,
 ) -> (Tensor<1>, Tensor<1>) {
-    let channels = x.dims()[1];
-    let device = x.device();
     (
-        gamma.unwrap_or_else(|| Tensor::ones([channels], &device)),
-        beta.unwrap_or_else(|| Tensor::zeros([channels], &device)),
+        gamma.unwrap_or_else(|| Tensor::ones([channels], device)),
+        beta.unwrap_or_else(|| Tensor::zeros([channels], device)),
     )
 }
 

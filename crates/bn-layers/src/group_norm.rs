@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{check_eps, check_nonzero};
-use crate::functional::{self, channel_major, scale_shift};
+use crate::functional::{self, channel_major};
 use crate::{ComputePath, NormError};
 
 /// Configuration of a [`GroupNorm`] layer. Field names and defaults are PyTorch's.
@@ -21,7 +21,7 @@ pub struct GroupNormConfig {
     /// Learn a per-channel scale `gamma` and shift `beta`. Default: `true`.
     #[config(default = true)]
     pub affine: bool,
-    /// Fused Burn op or the composed textbook algorithm. Default: [`ComputePath::Fused`].
+    /// One fused op or the composed textbook algorithm. Default: [`ComputePath::Fused`].
     #[config(default = "ComputePath::Fused")]
     pub path: ComputePath,
 }
@@ -161,11 +161,9 @@ impl GroupNorm {
         if n * c * spatial == 0 {
             return Ok(input);
         }
-        let groups = input.reshape([n * g, c / g * spatial]);
-        let normalized = functional::normalize_rows(groups, None, None, self.eps, self.path);
         let gamma = self.gamma.as_ref().map(Param::val);
         let beta = self.beta.as_ref().map(Param::val);
-        Ok(scale_shift(normalized.reshape([n, c, spatial]), gamma, beta).reshape(dims))
+        Ok(functional::group_norm(input, gamma, beta, g, self.eps, self.path).output)
     }
 
     /// Normalizes `input`, see [`try_forward`](Self::try_forward).

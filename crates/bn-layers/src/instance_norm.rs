@@ -34,7 +34,7 @@ pub struct InstanceNormConfig {
     /// also takes unbatched `[C, H, W]`). Default: [`InputRank::Any`] (batched only).
     #[config(default = "InputRank::Any")]
     pub input_rank: InputRank,
-    /// Fused Burn ops or the composed textbook algorithm. Default: [`ComputePath::Fused`].
+    /// One fused op per mode or the composed textbook algorithm. Default: [`ComputePath::Fused`].
     #[config(default = "ComputePath::Fused")]
     pub path: ComputePath,
 }
@@ -212,14 +212,8 @@ impl InstanceNorm {
             return Ok(y.reshape(dims));
         }
 
-        // As PyTorch does: batch-normalize a `[1, N * C, S]` view, one "channel" per instance.
-        let stats = functional::batch_norm_train(
-            x.reshape([1, n * c, spatial]),
-            gamma.map(|g| g.repeat_dim(0, n)),
-            beta.map(|b| b.repeat_dim(0, n)),
-            self.eps,
-            self.path,
-        );
+        // GroupNorm with one group per channel: one statistic per (sample, channel).
+        let stats = functional::group_norm(x, gamma, beta, c, self.eps, self.path);
         if training && let (Some(mean), Some(var)) = (&self.running_mean, &self.running_var) {
             let batch_average = |stat: Tensor<1>| stat.reshape([n, c]).mean_dim(0).reshape([c]);
             update_running_stats(

@@ -23,7 +23,7 @@ pub struct LayerNormConfig {
     /// Learn the shift `beta` too (only with `elementwise_affine`). Default: `true`.
     #[config(default = true)]
     pub bias: bool,
-    /// Fused Burn op or the composed textbook algorithm. Default: [`ComputePath::Fused`].
+    /// One fused op or the composed textbook algorithm. Default: [`ComputePath::Fused`].
     #[config(default = "ComputePath::Fused")]
     pub path: ComputePath,
 }
@@ -136,14 +136,15 @@ impl LayerNorm {
         }
         let gamma = self.gamma.as_ref().map(Param::val);
         let beta = self.beta.as_ref().map(Param::val);
-        let rows = functional::normalize_rows(
+        let rows = functional::group_norm(
             input.reshape([rows, size]),
             gamma,
             beta,
+            1,
             self.eps,
             self.path,
         );
-        Ok(rows.reshape(dims))
+        Ok(rows.output.reshape(dims))
     }
 
     /// Normalizes `input`, see [`try_forward`](Self::try_forward).

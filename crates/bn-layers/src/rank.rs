@@ -84,10 +84,9 @@ fn rank_result(
 /// and in how readable the code is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ComputePath {
-    /// Fused ops, each one autodiff node with a closed-form backward: BatchNorm training
-    /// through [`BatchNormKernels`](crate::BatchNormKernels) (this crate's backend extension,
-    /// faster than Burn's `batch_norm_train`, see `docs/performance.md`), evaluation and the
-    /// other layers through Burn's `batch_norm` and `layer_norm`. The default.
+    /// One op per layer and mode, each one autodiff node with a closed-form backward
+    /// ([`NormKernels`](crate::NormKernels), this crate's backend extension): hand-written
+    /// kernels on flex, the same math in Burn's tensor ops elsewhere. The default.
     #[default]
     Fused,
     /// The textbook algorithm in plain tensor ops (mean, variance, normalize, scale and

@@ -1,0 +1,185 @@
+//! The fused path of every layer ([`ComputePath::Fused`](crate::ComputePath::Fused)): three
+//! normalization ops, each recorded as **one** autodiff node with a closed-form backward.
+//!
+//! | op | layers | statistics per |
+//! |---|---|---|
+//! | `batch_norm_train_fused` | BatchNorm (training), SyncBatchNorm's local part | channel |
+//! | `batch_norm_eval_fused` | BatchNorm and InstanceNorm with running statistics | (given) |
+//! | `group_norm_fused` | GroupNorm, InstanceNorm (`G = C`), LayerNorm (`[M, K]` as `[M, K, 1]`, `G = 1`) | row of a group |
+//!
+//! Backends: flex runs hand-written kernels ([`flex`]: rayon over channels or rows, one or
+//! two reads of the input, no temporaries of the input's size); every other backend runs the
+//! same math composed from Burn's tensor ops ([`composed`]). Backward, with `x̂ = (x - μ)·r`,
+//! `r = 1/sqrt(var + eps)` and `m` values per statistic:
+//! - batch statistics: `dx = γr (dy - Σdy/m - x̂ Σ(dy·x̂)/m)`, `dγ = Σ dy·x̂`, `dβ = Σ dy`;
+//! - running statistics (constants): `dx = γr dy`, same `dγ`, `dβ`;
+//! - group norm: `g = dy·γ`, `dx = r (g - mean(g) - x̂ mean(g·x̂))` per row.
+
+// The generated dispatch names NdArray, deprecated upstream but still one of our backends.
+#![allow(deprecated)]
+
+mod autodiff;
+mod composed;
+#[cfg(feature = "flex")]
+mod cpu;
+#[cfg(feature = "flex")]
+mod flex;
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::tensor::Tensor;
+
+/// The normalization ops of this crate's fused path, as a Burn backend extension.
+///
+/// Flex overrides every op with a CPU kernel (f32 and f64; other dtypes compose); the other
+/// backends use these default bodies, built from Burn's tensor ops. `Autodiff` records each
+/// op as one node whose backward is [`NormGradKernels`].
+#[backend_extension(
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    Cube: cfg(feature = "wgpu"),
+    Autodiff
+)]
+pub trait NormKernels: Backend {
+    /// `(y, mean, biased variance)` of `x: [N, C, ...]` normalized per channel over the
+    /// batch and every position, scaled by `gamma` and shifted by `beta` (`[C]` each).
+    fn batch_norm_train_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// `y = (x - mean) / sqrt(var + eps) · gamma + beta` per channel of `x: [N, C, ...]`
+    /// with given statistics (`[C]` each, treated as constants).
+    fn batch_norm_eval_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon)
+    }
+
+    /// `(y, mean, biased variance)` of `x: [N, C, ...]` normalized per sample and group of
+    /// `C / groups` channels, then scaled and shifted per channel (`gamma`, `beta`: `[C]`).
+    /// The statistics are `[N · groups]`, sample-major.
+    fn group_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composed::group_norm_fused::<Self>(x, gamma, beta, groups, epsilon)
+    }
+}
+
+/// The closed-form backwards of [`NormKernels`]' ops: `(dx, dgamma, dbeta)` for the output
+/// gradient `dy`, from the input and the statistics the forward saved.
+pub trait NormGradKernels: Backend {
+    /// Backward of [`NormKernels::batch_norm_train_fused`] (`batch_stats`) or
+    /// [`NormKernels::batch_norm_eval_fused`] (`!batch_stats`: the statistics are constants).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_fused_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+        dy: FloatTensor<Self>,
+        batch_stats: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composed::batch_norm_fused_backward::<Self>(x, gamma, mean, var, epsilon, dy, batch_stats)
+    }
+
+    /// Backward of [`NormKernels::group_norm_fused`].
+    #[allow(clippy::too_many_arguments)]
+    fn group_norm_fused_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composed::group_norm_fused_backward::<Self>(x, gamma, mean, var, groups, epsilon, dy)
+    }
+}
+
+#[cfg(feature = "ndarray")]
+impl NormKernels for burn::backend::NdArray {}
+#[cfg(feature = "ndarray")]
+impl NormGradKernels for burn::backend::NdArray {}
+#[cfg(feature = "wgpu")]
+impl NormKernels for burn::backend::Cube {}
+#[cfg(feature = "wgpu")]
+impl NormGradKernels for burn::backend::Cube {}
+
+/// [`NormKernels::batch_norm_train_fused`] on `Tensor`s: `(y, mean, biased variance)`, the
+/// statistics detached.
+pub(crate) fn batch_norm_train_fused<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let (y, mean, var) = <Dispatch as NormKernels>::batch_norm_train_fused(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(var),
+    )
+}
+
+/// [`NormKernels::batch_norm_eval_fused`] on `Tensor`s.
+pub(crate) fn batch_norm_eval_fused<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    mean: Tensor<1>,
+    var: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as NormKernels>::batch_norm_eval_fused(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        mean.into_dispatch(),
+        var.into_dispatch(),
+        epsilon,
+    ))
+}
+
+/// [`NormKernels::group_norm_fused`] on `Tensor`s: `(y, mean, biased variance)`, the statistics
+/// `[N · groups]` and detached.
+pub(crate) fn group_norm_fused<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    groups: usize,
+    epsilon: f64,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let (y, mean, var) = <Dispatch as NormKernels>::group_norm_fused(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        groups,
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(var),
+    )
+}
