@@ -46,39 +46,113 @@ impl Real for f64 {
     }
 }
 
-/// Values per rayon task below which splitting costs more than it saves.
-const MIN_TASK: usize = 1 << 14;
+/// Values per rayon task: below this, handing work to another thread (tens of
+/// microseconds to wake it) costs more than it saves.
+const MIN_TASK: usize = 1 << 16;
 
-/// The sum of `f(v)` over `values` in `f64`, eight lanes wide.
-#[inline(always)]
-fn sum_f64<E: Real>(values: &[E], f: impl Fn(f64) -> f64) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let mut chunks = values.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += f(v.to_f64());
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| f(v.to_f64())).sum();
-    lanes.iter().sum::<f64>() + tail
+/// A kernel's body for one task, compiled by [`simd`] for the widest SIMD instruction set
+/// this CPU offers. `run` must be `#[inline(always)]`: it is then compiled inside pulp's
+/// dispatched function (a closure or a function called through `FnOnce` would not be).
+trait SimdKernel {
+    type Output;
+    fn run(self) -> Self::Output;
 }
 
-/// The sum of `f(a, b)` over pairs of `a` and `b` in `f64`, eight lanes wide.
+/// Runs `kernel` compiled for AVX2 and FMA on x86-64 CPUs that have them (pulp picks at run
+/// time), so its loops vectorize at that width even when the binary targets baseline x86-64.
+/// Called inside each rayon task.
 #[inline(always)]
-fn sum2_f64<E: Real>(a: &[E], b: &[E], f: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let mut a_chunks = a.chunks_exact(8);
-    let mut b_chunks = b.chunks_exact(8);
-    for (ca, cb) in (&mut a_chunks).zip(&mut b_chunks) {
-        for ((lane, &va), &vb) in lanes.iter_mut().zip(ca).zip(cb) {
-            *lane += f(va.to_f64(), vb.to_f64());
+fn simd<K: SimdKernel>(kernel: K) -> K::Output {
+    struct Dispatched<K>(K);
+    impl<K: SimdKernel> pulp::WithSimd for Dispatched<K> {
+        type Output = K::Output;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) -> K::Output {
+            self.0.run()
         }
     }
-    let tail: f64 = (a_chunks.remainder().iter())
-        .zip(b_chunks.remainder())
-        .map(|(&va, &vb)| f(va.to_f64(), vb.to_f64()))
+    pulp::Arch::new().dispatch(Dispatched(kernel))
+}
+
+/// Lanes of the in-run accumulators: independent sums, so the loop vectorizes.
+const LANES: usize = 16;
+
+/// The sum of `f(v)` over a run in the input's precision, sixteen lanes wide, as `f64`. A run
+/// is short (one channel's positions of one sample, or one row), so `E` keeps its digits; the
+/// runs' sums are then added in `f64`.
+#[inline(always)]
+fn sum_run<E: Real>(values: &[E], f: impl Fn(E) -> E) -> f64 {
+    let mut lanes = [E::from_f64(0.0); LANES];
+    let (chunks, tail) = values.as_chunks::<LANES>();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = *lane + f(v);
+        }
+    }
+    total(lanes) + tail.iter().map(|&v| f(v).to_f64()).sum::<f64>()
+}
+
+/// The lanes of an accumulator, added in `f64`.
+#[inline(always)]
+fn total<E: Real>(lanes: [E; LANES]) -> f64 {
+    lanes.iter().map(|v| v.to_f64()).sum()
+}
+
+/// `(Σ c, Σ c²)` of the centred values `c = centre.apply(v)` of a run, as [`sum_run`].
+#[inline(always)]
+fn centred_sums<E: Real>(values: &[E], centre: Centre<E>) -> (f64, f64) {
+    let zero = E::from_f64(0.0);
+    let (mut sums, mut squares) = ([zero; LANES], [zero; LANES]);
+    let (chunks, tail) = values.as_chunks::<LANES>();
+    for chunk in chunks {
+        for ((s, q), &v) in sums.iter_mut().zip(&mut squares).zip(chunk) {
+            let c = centre.apply(v);
+            *s = *s + c;
+            *q = *q + c * c;
+        }
+    }
+    let (mut sum, mut square) = (total(sums), total(squares));
+    for &v in tail {
+        let c = centre.apply(v).to_f64();
+        sum += c;
+        square += c * c;
+    }
+    (sum, square)
+}
+
+/// The sum of `f(a, b)` over pairs of two runs, as [`sum_run`].
+#[inline(always)]
+fn sum_run2<E: Real>(a: &[E], b: &[E], f: impl Fn(E, E) -> E) -> f64 {
+    let mut lanes = [E::from_f64(0.0); LANES];
+    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
+    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
+    for (ca, cb) in a_chunks.iter().zip(b_chunks) {
+        for ((lane, &va), &vb) in lanes.iter_mut().zip(ca).zip(cb) {
+            *lane = *lane + f(va, vb);
+        }
+    }
+    let tail: f64 = (a_tail.iter().zip(b_tail))
+        .map(|(&va, &vb)| f(va, vb).to_f64())
         .sum();
-    lanes.iter().sum::<f64>() + tail
+    total(lanes) + tail
+}
+
+/// The sum of `f(a, b, c)` over triples of three runs, as [`sum_run`].
+#[inline(always)]
+fn sum_run3<E: Real>(a: &[E], b: &[E], c: &[E], f: impl Fn(E, E, E) -> E) -> f64 {
+    let mut lanes = [E::from_f64(0.0); LANES];
+    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
+    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
+    let (c_chunks, c_tail) = c.as_chunks::<LANES>();
+    for ((ca, cb), cc) in a_chunks.iter().zip(b_chunks).zip(c_chunks) {
+        for (((lane, &va), &vb), &vc) in lanes.iter_mut().zip(ca).zip(cb).zip(cc) {
+            *lane = *lane + f(va, vb, vc);
+        }
+    }
+    let tail: f64 = (a_tail.iter().zip(b_tail).zip(c_tail))
+        .map(|((&va, &vb), &vc)| f(va, vb, vc).to_f64())
+        .sum();
+    total(lanes) + tail
 }
 
 /// A mean split for exact centring in the input's precision: `x - mean` is computed as
@@ -105,6 +179,17 @@ impl<E: Real> Centre<E> {
     }
 }
 
+/// [`Moments::of`] one run, as a [`SimdKernel`].
+struct RunMoments<'a, E>(&'a [E]);
+
+impl<E: Real> SimdKernel for RunMoments<'_, E> {
+    type Output = Moments;
+    #[inline(always)]
+    fn run(self) -> Moments {
+        Moments::of(self.0)
+    }
+}
+
 /// Count, mean and centred sum of squares of a set of values (Chan et al.'s pairwise
 /// combination merges two sets without losing the centring).
 #[derive(Clone, Copy, Default)]
@@ -115,12 +200,20 @@ struct Moments {
 }
 
 impl Moments {
-    /// Two passes over a run that sits in cache: the mean, then the centred squares.
+    /// Two passes over a run that sits in cache: the mean, then the squares centred on it,
+    /// plus the sum of the centred values, which corrects the mean's rounding to `E`.
+    #[inline(always)]
     fn of<E: Real>(values: &[E]) -> Self {
         let count = values.len() as f64;
-        let mean = sum_f64(values, |v| v) / count;
-        let m2 = sum_f64(values, |v| (v - mean) * (v - mean));
-        Self { count, mean, m2 }
+        let rough = sum_run(values, |v| v) / count;
+        let (shift, m2) = centred_sums(values, Centre::<E>::new(rough));
+        let shift = shift / count;
+        // Σ(x - rough)² = Σ(x - mean)² + count·shift².
+        Self {
+            count,
+            mean: rough + shift,
+            m2: (m2 - count * shift * shift).max(0.0),
+        }
     }
 
     fn merge(self, other: Self) -> Self {
@@ -180,7 +273,7 @@ pub(crate) fn channel_moments<E: Real>(x: &[E], d: ChannelDims) -> (Vec<f64>, Ve
             || vec![Moments::default(); c],
             |mut acc, (run, values)| {
                 let channel = run % c;
-                acc[channel] = acc[channel].merge(Moments::of(values));
+                acc[channel] = acc[channel].merge(simd(RunMoments(values)));
                 acc
             },
         )
@@ -248,29 +341,56 @@ pub(crate) fn apply_channel_affine<E: Real>(
         .enumerate()
         .for_each(|(i, out)| {
             let src = src.map(|src| &src[i * run..(i + 1) * run]);
-            if s == 1 {
-                // One row of C channels: coefficients vary along the row.
-                let coefficients = k.centre.iter().zip(&k.scale).zip(&k.shift);
-                match src {
-                    Some(src) => {
-                        for ((o, &x), ((centre, &a), &b)) in
-                            out.iter_mut().zip(src).zip(coefficients)
-                        {
-                            *o = centre.apply(x) * a + b;
-                        }
-                    }
-                    None => {
-                        for (o, ((centre, &a), &b)) in out.iter_mut().zip(coefficients) {
-                            *o = centre.apply(*o) * a + b;
-                        }
+            simd(AffineRun(out, src, k, (s > 1).then_some(i % c)));
+        });
+}
+
+/// One task of [`apply_channel_affine`]: a row of `C` channels (`channel = None`), or the
+/// run of `channel`.
+struct AffineRun<'a, E>(
+    &'a mut [E],
+    Option<&'a [E]>,
+    &'a ChannelAffine<E>,
+    Option<usize>,
+);
+
+impl<E: Real> SimdKernel for AffineRun<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let AffineRun(out, src, k, channel) = self;
+        affine_run(out, src, k, channel);
+    }
+}
+
+#[inline(always)]
+fn affine_run<E: Real>(
+    out: &mut [E],
+    src: Option<&[E]>,
+    k: &ChannelAffine<E>,
+    channel: Option<usize>,
+) {
+    match channel {
+        Some(ch) => {
+            let (centre, a, b) = (k.centre[ch], k.scale[ch], k.shift[ch]);
+            map_run(out, src, |x| centre.apply(x) * a + b);
+        }
+        None => {
+            let coefficients = k.centre.iter().zip(&k.scale).zip(&k.shift);
+            match src {
+                Some(src) => {
+                    for ((o, &x), ((centre, &a), &b)) in out.iter_mut().zip(src).zip(coefficients) {
+                        *o = centre.apply(x) * a + b;
                     }
                 }
-            } else {
-                let channel = i % c;
-                let (centre, a, b) = (k.centre[channel], k.scale[channel], k.shift[channel]);
-                map_run(out, src, |x| centre.apply(x) * a + b);
+                None => {
+                    for (o, ((centre, &a), &b)) in out.iter_mut().zip(coefficients) {
+                        *o = centre.apply(*o) * a + b;
+                    }
+                }
             }
-        });
+        }
+    }
 }
 
 /// `out[i] = f(src[i])`, or `out[i] = f(out[i])` when `src` is `None`.
@@ -381,6 +501,7 @@ pub(crate) fn channel_grad_sums<E: Real>(
             .reduce(|| GradSums::zeros(c), GradSums::add);
     }
     let runs_per_task = (MIN_TASK / s).max(1);
+    let centres: Vec<Centre<E>> = mean.iter().map(|&m| Centre::new(m)).collect();
     x.par_chunks(s)
         .zip(dy.par_chunks(s))
         .with_min_len(runs_per_task)
@@ -389,14 +510,30 @@ pub(crate) fn channel_grad_sums<E: Real>(
             || GradSums::zeros(c),
             |mut sums, (run, (x, dy))| {
                 let channel = run % c;
-                let mu = mean[channel];
-                sums.dy[channel] += sum_f64(dy, |g| g);
-                sums.dy_x[channel] += sum2_f64(x, dy, |x, g| g * (x - mu));
-                sums.x[channel] += sum_f64(x, |x| x - mu);
+                let (s1, s2, s0) = simd(GradRunSums(x, dy, centres[channel]));
+                sums.dy[channel] += s1;
+                sums.dy_x[channel] += s2;
+                sums.x[channel] += s0;
                 sums
             },
         )
         .reduce(|| GradSums::zeros(c), GradSums::add)
+}
+
+/// `(Σ dy, Σ dy·c, Σ c)` over one run, `c` the centred `x`.
+struct GradRunSums<'a, E>(&'a [E], &'a [E], Centre<E>);
+
+impl<E: Real> SimdKernel for GradRunSums<'_, E> {
+    type Output = (f64, f64, f64);
+    #[inline(always)]
+    fn run(self) -> (f64, f64, f64) {
+        let GradRunSums(x, dy, centre) = self;
+        (
+            sum_run(dy, |g| g),
+            sum_run2(x, dy, |x, g| g * centre.apply(x)),
+            sum_run(x, |x| centre.apply(x)),
+        )
+    }
 }
 
 /// Per-channel `dx = dy · k_dy + (x - mean) · k_x + k_0`, the coefficients in the input's
@@ -436,31 +573,63 @@ pub(crate) fn apply_channel_grad<E: Real>(
         .for_each(|(i, out)| {
             let range = i * run..(i + 1) * run;
             let (x, dy) = (&x[range.clone()], dy.map(|dy| &dy[range]));
-            if s == 1 {
-                let coefficients = (k.centre.iter().zip(&k.k_dy)).zip(k.k_x.iter().zip(&k.k_0));
-                match dy {
-                    Some(dy) => {
-                        for (((o, &x), &g), ((centre, &a), (&b, &c0))) in
-                            out.iter_mut().zip(x).zip(dy).zip(coefficients)
-                        {
-                            *o = g * a + centre.apply(x) * b + c0;
-                        }
-                    }
-                    None => {
-                        for ((o, &x), ((centre, &a), (&b, &c0))) in
-                            out.iter_mut().zip(x).zip(coefficients)
-                        {
-                            *o = *o * a + centre.apply(x) * b + c0;
-                        }
+            simd(GradRun(out, x, dy, k, (s > 1).then_some(i % c)));
+        });
+}
+
+/// One task of [`apply_channel_grad`]: a row of `C` channels (`channel = None`), or the run
+/// of `channel`.
+struct GradRun<'a, E>(
+    &'a mut [E],
+    &'a [E],
+    Option<&'a [E]>,
+    &'a ChannelGrad<E>,
+    Option<usize>,
+);
+
+impl<E: Real> SimdKernel for GradRun<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let GradRun(out, x, dy, k, channel) = self;
+        grad_run(out, x, dy, k, channel);
+    }
+}
+
+#[inline(always)]
+fn grad_run<E: Real>(
+    out: &mut [E],
+    x: &[E],
+    dy: Option<&[E]>,
+    k: &ChannelGrad<E>,
+    channel: Option<usize>,
+) {
+    match channel {
+        Some(ch) => {
+            let centre = k.centre[ch];
+            let (a, b, c0) = (k.k_dy[ch], k.k_x[ch], k.k_0[ch]);
+            map_run2(out, x, dy, |x, g| g * a + centre.apply(x) * b + c0);
+        }
+        None => {
+            let coefficients = (k.centre.iter().zip(&k.k_dy)).zip(k.k_x.iter().zip(&k.k_0));
+            match dy {
+                Some(dy) => {
+                    for (((o, &x), &g), ((centre, &a), (&b, &c0))) in
+                        out.iter_mut().zip(x).zip(dy).zip(coefficients)
+                    {
+                        *o = g * a + centre.apply(x) * b + c0;
                     }
                 }
-            } else {
-                let channel = i % c;
-                let centre = k.centre[channel];
-                let (a, b, c0) = (k.k_dy[channel], k.k_x[channel], k.k_0[channel]);
-                map_run2(out, x, dy, |x, g| g * a + centre.apply(x) * b + c0);
+                None => {
+                    for ((o, &x), ((centre, &a), (&b, &c0))) in
+                        out.iter_mut().zip(x).zip(coefficients)
+                    {
+                        *o = *o * a + centre.apply(x) * b + c0;
+                    }
+                }
             }
-        });
+        }
+    }
 }
 
 /// Shape of a per-row (GroupNorm) view: `N·G` rows of `k = (C/G)·s` values, the channels of
@@ -507,28 +676,64 @@ pub(crate) fn row_norm<E: Real>(
         .with_min_len((MIN_TASK / k).max(1))
         .enumerate()
         .map(|(row, (out, x))| {
-            let moments = Moments::of(x);
-            let var = moments.m2 / moments.count;
-            let rstd = 1.0 / (var + eps).sqrt();
-            let centre = Centre::<E>::new(moments.mean);
-            let r = E::from_f64(rstd);
             let channels = d.first_channel(row)..d.first_channel(row) + cpg;
-            let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
-            if d.s == 1 {
-                for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-                    *o = centre.apply(x) * (r * g) + b;
-                }
-            } else {
-                for (((out, x), &g), &b) in
-                    out.chunks_mut(d.s).zip(x.chunks(d.s)).zip(gamma).zip(beta)
-                {
-                    let a = E::from_f64(rstd * g.to_f64());
-                    map_run(out, Some(x), |x| centre.apply(x) * a + b);
-                }
-            }
-            (moments.mean, var)
+            let affine = (&gamma[channels.clone()], &beta[channels]);
+            simd(NormalizeRow(out, x, affine, d.s, eps))
         })
         .unzip()
+}
+
+/// One row of [`row_norm`]: its `(mean, var)`, and `out` normalized.
+struct NormalizeRow<'a, E>(&'a mut [E], &'a [E], (&'a [E], &'a [E]), usize, f64);
+
+impl<E: Real> SimdKernel for NormalizeRow<'_, E> {
+    type Output = (f64, f64);
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        let NormalizeRow(out, x, (gamma, beta), s, eps) = self;
+        normalize_row(out, x, gamma, beta, s, eps)
+    }
+}
+
+#[inline(always)]
+fn normalize_row<E: Real>(
+    out: &mut [E],
+    x: &[E],
+    gamma: &[E],
+    beta: &[E],
+    s: usize,
+    eps: f64,
+) -> (f64, f64) {
+    let moments = Moments::of(x);
+    let var = moments.m2 / moments.count;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let centre = Centre::<E>::new(moments.mean);
+    if s == 1 {
+        let r = E::from_f64(rstd);
+        for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            *o = centre.apply(x) * (r * g) + b;
+        }
+    } else {
+        for (((out, x), &g), &b) in out.chunks_mut(s).zip(x.chunks(s)).zip(gamma).zip(beta) {
+            let a = E::from_f64(rstd * g.to_f64());
+            map_run(out, Some(x), |x| centre.apply(x) * a + b);
+        }
+    }
+    (moments.mean, var)
+}
+
+/// One row's part of [`row_norm_backward`]: what it reads and what it adds to.
+struct RowGrad<'a, E> {
+    out: &'a mut [E],
+    x: &'a [E],
+    dy: Option<&'a [E]>,
+    gamma: &'a [E],
+    mean: f64,
+    var: f64,
+    eps: f64,
+    s: usize,
+    dgamma: &'a mut [f64],
+    dbeta: &'a mut [f64],
 }
 
 /// The backward of [`row_norm`]: writes `dx` into `out` (`dy = None`: `out` holds `dy`) and
@@ -545,78 +750,118 @@ pub(crate) fn row_norm_backward<E: Real>(
     eps: f64,
 ) -> (Vec<f64>, Vec<f64>) {
     let k = d.k();
-    let (cpg, s, c) = (d.channels_per_group, d.s, d.channels());
+    let (cpg, c) = (d.channels_per_group, d.channels());
     let zeros = || (vec![0.0; c], vec![0.0; c]);
+    let gamma: Vec<E> = gamma.iter().map(|&g| E::from_f64(g)).collect();
     out.par_chunks_mut(k)
         .zip(x.par_chunks(k))
         .with_min_len((MIN_TASK / k).max(1))
         .enumerate()
         .fold(zeros, |(mut dgamma, mut dbeta), (row, (out, x))| {
-            let dy = dy.map(|dy| &dy[row * k..(row + 1) * k]);
-            let first = d.first_channel(row);
-            let gamma = &gamma[first..first + cpg];
-            // The saved mean was rounded to E: one pass over the row (in cache) restores it.
-            let mu = mean[row] + sum_f64(x, |v| v - mean[row]) / k as f64;
-            let rstd = 1.0 / (var[row] + eps).sqrt();
-            let centre = Centre::<E>::new(mu);
-            // Per channel of the row: Σ dy and Σ dy·(x - μ); then
-            // A = Σ γ Σdy / K, B = Σ γ Σ dy(x - μ) / K and
-            // dx = rγ dy - r A - r³ B (x - μ).
-            let grads: &[E] = match dy {
-                Some(dy) => dy,
-                None => out,
+            let channels = d.first_channel(row)..d.first_channel(row) + cpg;
+            let grad = RowGrad {
+                out,
+                x,
+                dy: dy.map(|dy| &dy[row * k..(row + 1) * k]),
+                gamma: &gamma[channels.clone()],
+                mean: mean[row],
+                var: var[row],
+                eps,
+                s: d.s,
+                dgamma: &mut dgamma[channels.clone()],
+                dbeta: &mut dbeta[channels],
             };
-            let (mut a, mut b) = (0.0, 0.0);
-            if s == 1 {
-                for (((&xv, &g), &gm), (dgm, dbt)) in x.iter().zip(grads).zip(gamma).zip(
-                    dgamma[first..first + cpg]
-                        .iter_mut()
-                        .zip(&mut dbeta[first..]),
-                ) {
-                    let g = g.to_f64();
-                    let centred = g * (xv.to_f64() - mu);
-                    a += gm * g;
-                    b += gm * centred;
-                    *dgm += rstd * centred;
-                    *dbt += g;
-                }
-            } else {
-                for (j, (x, g)) in x.chunks(s).zip(grads.chunks(s)).enumerate() {
-                    let s1 = sum_f64(g, |g| g);
-                    let s2 = sum2_f64(x, g, |x, g| g * (x - mu));
-                    a += gamma[j] * s1;
-                    b += gamma[j] * s2;
-                    dgamma[first + j] += rstd * s2;
-                    dbeta[first + j] += s1;
-                }
-            }
-            let kf = k as f64;
-            let k_x = E::from_f64(-rstd * rstd * rstd * b / kf);
-            let k_0 = E::from_f64(-rstd * a / kf);
-            if s == 1 {
-                let k_dy = gamma.iter().map(|&g| E::from_f64(rstd * g));
-                match dy {
-                    Some(dy) => {
-                        for (((o, &x), &g), a) in out.iter_mut().zip(x).zip(dy).zip(k_dy) {
-                            *o = g * a + centre.apply(x) * k_x + k_0;
-                        }
-                    }
-                    None => {
-                        for ((o, &x), a) in out.iter_mut().zip(x).zip(k_dy) {
-                            *o = *o * a + centre.apply(x) * k_x + k_0;
-                        }
-                    }
-                }
-            } else {
-                for (j, (out, x)) in out.chunks_mut(s).zip(x.chunks(s)).enumerate() {
-                    let dy = dy.map(|dy| &dy[j * s..(j + 1) * s]);
-                    let a = E::from_f64(rstd * gamma[j]);
-                    map_run2(out, x, dy, |x, g| g * a + centre.apply(x) * k_x + k_0);
-                }
-            }
+            simd(grad);
             (dgamma, dbeta)
         })
         .reduce(zeros, |a, b| (add_vectors(a.0, b.0), add_vectors(a.1, b.1)))
+}
+
+/// One row of [`row_norm_backward`], `g = dy·γ`: with `A = Σ γ dy / K` and
+/// `B = Σ γ dy (x - μ) / K`, `dx = rγ dy - r A - r³ B (x - μ)`; each channel's `dγ` gains
+/// `r Σ dy (x - μ)` and its `dβ` gains `Σ dy`.
+impl<E: Real> SimdKernel for RowGrad<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        row_grad(self);
+    }
+}
+
+#[inline(always)]
+fn row_grad<E: Real>(g: RowGrad<'_, E>) {
+    let RowGrad {
+        out,
+        x,
+        dy,
+        gamma,
+        mean,
+        var,
+        eps,
+        s,
+        dgamma,
+        dbeta,
+    } = g;
+    let k = x.len() as f64;
+    // The saved mean was rounded to E: one pass over the row (in cache) restores it.
+    let saved = Centre::<E>::new(mean);
+    let mu = mean + sum_run(x, |v| saved.apply(v)) / k;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let centre = Centre::<E>::new(mu);
+    let grads: &[E] = match dy {
+        Some(dy) => dy,
+        None => out,
+    };
+    let (a, b) = if s == 1 {
+        for ((dgm, dbt), (&xv, &g)) in dgamma
+            .iter_mut()
+            .zip(dbeta.iter_mut())
+            .zip(x.iter().zip(grads))
+        {
+            let g = g.to_f64();
+            *dgm += rstd * g * centre.apply(xv).to_f64();
+            *dbt += g;
+        }
+        (
+            sum_run2(grads, gamma, |g, gm| g * gm),
+            sum_run3(x, grads, gamma, |x, g, gm| g * gm * centre.apply(x)),
+        )
+    } else {
+        let (mut a, mut b) = (0.0, 0.0);
+        for (j, (x, g)) in x.chunks(s).zip(grads.chunks(s)).enumerate() {
+            let s1 = sum_run(g, |g| g);
+            let s2 = sum_run2(x, g, |x, g| g * centre.apply(x));
+            a += gamma[j].to_f64() * s1;
+            b += gamma[j].to_f64() * s2;
+            dgamma[j] += rstd * s2;
+            dbeta[j] += s1;
+        }
+        (a, b)
+    };
+    let k_x = E::from_f64(-rstd * rstd * rstd * b / k);
+    let k_0 = E::from_f64(-rstd * a / k);
+    let r = E::from_f64(rstd);
+    if s == 1 {
+        let k_dy = gamma.iter().map(|&g| r * g);
+        match dy {
+            Some(dy) => {
+                for (((o, &x), &g), a) in out.iter_mut().zip(x).zip(dy).zip(k_dy) {
+                    *o = g * a + centre.apply(x) * k_x + k_0;
+                }
+            }
+            None => {
+                for ((o, &x), a) in out.iter_mut().zip(x).zip(k_dy) {
+                    *o = *o * a + centre.apply(x) * k_x + k_0;
+                }
+            }
+        }
+    } else {
+        for (j, (out, x)) in out.chunks_mut(s).zip(x.chunks(s)).enumerate() {
+            let dy = dy.map(|dy| &dy[j * s..(j + 1) * s]);
+            let a = r * gamma[j];
+            map_run2(out, x, dy, |x, g| g * a + centre.apply(x) * k_x + k_0);
+        }
+    }
 }
 
 #[cfg(test)]
