@@ -8,6 +8,10 @@
 //! ```
 //! Criterion ids are `norm/<layer> <shape>/<mode>/<implementation>`.
 //!
+//! Criterion's process keeps glibc's raised mmap and trim thresholds, so it hides the page
+//! faults a user's binary pays on fresh multi-MB buffers (`docs/performance.md`): compare our
+//! paths and burn-nn here, and time against PyTorch with `benches/norm_plain.rs`.
+//!
 //! Forward+backward ends in `(y · dy).sum().backward()`: Burn's backward starts from a scalar,
 //! where PyTorch's `y.backward(dy)` takes `dy` directly, so ours also pays one elementwise
 //! product and one sum over the output (about two extra reads of it). The training forward is

@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FEATURES = "wgpu,ndarray"  # CI's feature set: one build of burn serves both
+FEATURES = "wgpu,ndarray"  # CI's feature set and target directory: one build of burn serves both
+os.environ.setdefault("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "burn-batchnorm-target"))
 RAW = ROOT / "docs" / "performance"
 BEGIN, END = "<!-- BEGIN GENERATED: benches/performance_report.py -->", "<!-- END GENERATED -->"
 # (mode, bytes moved per element at least): forward reads x and writes y; forward+backward

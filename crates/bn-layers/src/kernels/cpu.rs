@@ -98,7 +98,7 @@ fn total<E: Real>(lanes: [E; LANES]) -> f64 {
     lanes.iter().map(|v| v.to_f64()).sum()
 }
 
-/// `(Σ c, Σ c²)` of the centred values `c = centre.apply(v)` of a run, as [`sum_run`].
+/// `(Σ c, Σ c²)` of the offsets `c = v - hi` of a run, as [`sum_run`].
 #[inline(always)]
 fn centred_sums<E: Real>(values: &[E], centre: Centre<E>) -> (f64, f64) {
     let zero = E::from_f64(0.0);
@@ -106,14 +106,14 @@ fn centred_sums<E: Real>(values: &[E], centre: Centre<E>) -> (f64, f64) {
     let (chunks, tail) = values.as_chunks::<LANES>();
     for chunk in chunks {
         for ((s, q), &v) in sums.iter_mut().zip(&mut squares).zip(chunk) {
-            let c = centre.apply(v);
+            let c = centre.offset(v);
             *s = *s + c;
             *q = *q + c * c;
         }
     }
     let (mut sum, mut square) = (total(sums), total(squares));
     for &v in tail {
-        let c = centre.apply(v).to_f64();
+        let c = centre.offset(v).to_f64();
         sum += c;
         square += c * c;
     }
@@ -177,6 +177,21 @@ impl<E: Real> Centre<E> {
     fn apply(self, x: E) -> E {
         (x - self.hi) - self.lo
     }
+
+    /// `x - hi`, for sums: one subtraction in the loop, and the remainder accounted for
+    /// once, `Σ(x - mean) = Σ(x - hi) - n·lo`.
+    #[inline(always)]
+    fn offset(self, x: E) -> E {
+        x - self.hi
+    }
+
+    fn lo(self) -> f64 {
+        self.lo.to_f64()
+    }
+
+    fn hi(self) -> f64 {
+        self.hi.to_f64()
+    }
 }
 
 /// [`Moments::of`] one run, as a [`SimdKernel`].
@@ -205,14 +220,14 @@ impl Moments {
     #[inline(always)]
     fn of<E: Real>(values: &[E]) -> Self {
         let count = values.len() as f64;
-        let rough = sum_run(values, |v| v) / count;
-        let (shift, m2) = centred_sums(values, Centre::<E>::new(rough));
-        let shift = shift / count;
-        // Σ(x - rough)² = Σ(x - mean)² + count·shift².
+        let centre = Centre::<E>::new(sum_run(values, |v| v) / count);
+        let (offsets, squares) = centred_sums(values, centre);
+        // The exact mean is hi + Σ(x - hi)/n, and Σ(x - hi)² = Σ(x - mean)² + n·(mean - hi)².
+        let shift = offsets / count;
         Self {
             count,
-            mean: rough + shift,
-            m2: (m2 - count * shift * shift).max(0.0),
+            mean: centre.hi() + shift,
+            m2: (squares - count * shift * shift).max(0.0),
         }
     }
 
@@ -466,7 +481,8 @@ impl GradSums {
     }
 }
 
-/// Per-channel [`GradSums`] of `[N, C, S]` tensors about `mean`.
+/// Per-channel [`GradSums`] of `[N, C, S]` tensors about `mean`, whose values must be values
+/// of `E` (the statistics a forward saved are).
 pub(crate) fn channel_grad_sums<E: Real>(
     x: &[E],
     dy: &[E],
@@ -528,10 +544,11 @@ impl<E: Real> SimdKernel for GradRunSums<'_, E> {
     #[inline(always)]
     fn run(self) -> (f64, f64, f64) {
         let GradRunSums(x, dy, centre) = self;
+        // The mean is a saved value of E (lo = 0): offsets are exact centrings.
         (
             sum_run(dy, |g| g),
-            sum_run2(x, dy, |x, g| g * centre.apply(x)),
-            sum_run(x, |x| centre.apply(x)),
+            sum_run2(x, dy, |x, g| g * centre.offset(x)),
+            sum_run(x, |x| centre.offset(x)),
         )
     }
 }
@@ -805,7 +822,7 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
     let k = x.len() as f64;
     // The saved mean was rounded to E: one pass over the row (in cache) restores it.
     let saved = Centre::<E>::new(mean);
-    let mu = mean + sum_run(x, |v| saved.apply(v)) / k;
+    let mu = mean + sum_run(x, |v| saved.offset(v)) / k;
     let rstd = 1.0 / (var + eps).sqrt();
     let centre = Centre::<E>::new(mu);
     let grads: &[E] = match dy {
@@ -819,18 +836,17 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
             .zip(x.iter().zip(grads))
         {
             let g = g.to_f64();
-            *dgm += rstd * g * centre.apply(xv).to_f64();
+            *dgm += rstd * g * (centre.offset(xv).to_f64() - centre.lo());
             *dbt += g;
         }
-        (
-            sum_run2(grads, gamma, |g, gm| g * gm),
-            sum_run3(x, grads, gamma, |x, g, gm| g * gm * centre.apply(x)),
-        )
+        let a = sum_run2(grads, gamma, |g, gm| g * gm);
+        let b = sum_run3(x, grads, gamma, |x, g, gm| g * gm * centre.offset(x));
+        (a, b - centre.lo() * a)
     } else {
         let (mut a, mut b) = (0.0, 0.0);
         for (j, (x, g)) in x.chunks(s).zip(grads.chunks(s)).enumerate() {
             let s1 = sum_run(g, |g| g);
-            let s2 = sum_run2(x, g, |x, g| g * centre.apply(x));
+            let s2 = sum_run2(x, g, |x, g| g * centre.offset(x)) - centre.lo() * s1;
             a += gamma[j].to_f64() * s1;
             b += gamma[j].to_f64() * s2;
             dgamma[j] += rstd * s2;
