@@ -77,6 +77,51 @@ impl<B: Backend + NormGradKernels> Backward<B, 3> for GroupNormBackward {
     }
 }
 
+/// Runs `forward` on the inner backend and records it as one node whose backward is
+/// `backward`, keeping `x` and `gamma` (checkpointed), the statistics and `params`. Returns
+/// the output and the statistics, which carry no gradient.
+fn record<B, C, K, P>(
+    backward: K,
+    [x, gamma, beta]: [FloatTensor<Autodiff<B, C>>; 3],
+    params: P,
+    forward: impl FnOnce(
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
+) -> (FloatTensor<Autodiff<B, C>>, FloatTensor<B>, FloatTensor<B>)
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    K: Backward<B, 3, State = SavedState<B, P>>,
+    P: Clone + Send + core::fmt::Debug + 'static,
+{
+    let prepared = backward
+        .prepare::<C>([x.node(), gamma.node(), beta.node()])
+        .compute_bound()
+        .stateful();
+    match prepared {
+        OpsKind::Tracked(mut prep) => {
+            let saved = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+            let (y, mean, var) = forward(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+            );
+            let state = (saved.0, saved.1, mean.clone(), var.clone(), params);
+            (prep.finish(state, y), mean, var)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (y, mean, var) = forward(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+            );
+            (prep.finish(y), mean, var)
+        }
+    }
+}
+
 impl<B: Backend + NormKernels + NormGradKernels, C: CheckpointStrategy> NormKernels
     for Autodiff<B, C>
 {
@@ -86,39 +131,10 @@ impl<B: Backend + NormKernels + NormGradKernels, C: CheckpointStrategy> NormKern
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let forward =
-            |x: &FloatTensor<Self>, gamma: &FloatTensor<Self>, beta: FloatTensor<Self>| {
-                B::batch_norm_train_fused(
-                    x.clone().into_primitive(),
-                    gamma.clone().into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                )
-            };
-        match (BatchNormBackward { batch_stats: true })
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let saved = (prep.checkpoint(&x), prep.checkpoint(&gamma));
-                let (y, mean, var) = forward(&x, &gamma, beta);
-                let state = (saved.0, saved.1, mean.clone(), var.clone(), epsilon);
-                (
-                    prep.finish(state, y),
-                    Self::from_inner(mean),
-                    Self::from_inner(var),
-                )
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = forward(&x, &gamma, beta);
-                (
-                    prep.finish(y),
-                    Self::from_inner(mean),
-                    Self::from_inner(var),
-                )
-            }
-        }
+        let forward = move |x, gamma, beta| B::batch_norm_train_fused(x, gamma, beta, epsilon);
+        let backward = BatchNormBackward { batch_stats: true };
+        let (y, mean, var) = record::<B, C, _, _>(backward, [x, gamma, beta], epsilon, forward);
+        (y, Self::from_inner(mean), Self::from_inner(var))
     }
 
     fn batch_norm_eval_fused(
@@ -129,33 +145,14 @@ impl<B: Backend + NormKernels + NormGradKernels, C: CheckpointStrategy> NormKern
         var: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
+        // The running statistics are constants: the node keeps them, nothing flows to them.
         let (mean, var) = (mean.into_primitive(), var.into_primitive());
-        match (BatchNormBackward { batch_stats: false })
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let saved = (prep.checkpoint(&x), prep.checkpoint(&gamma));
-                let y = B::batch_norm_eval_fused(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    mean.clone(),
-                    var.clone(),
-                    epsilon,
-                );
-                prep.finish((saved.0, saved.1, mean, var, epsilon), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::batch_norm_eval_fused(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                mean,
-                var,
-                epsilon,
-            )),
-        }
+        let forward = move |x, gamma, beta| {
+            let y = B::batch_norm_eval_fused(x, gamma, beta, mean.clone(), var.clone(), epsilon);
+            (y, mean, var)
+        };
+        let backward = BatchNormBackward { batch_stats: false };
+        record::<B, C, _, _>(backward, [x, gamma, beta], epsilon, forward).0
     }
 
     fn group_norm_fused(
@@ -165,45 +162,10 @@ impl<B: Backend + NormKernels + NormGradKernels, C: CheckpointStrategy> NormKern
         groups: usize,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let forward =
-            |x: &FloatTensor<Self>, gamma: &FloatTensor<Self>, beta: FloatTensor<Self>| {
-                B::group_norm_fused(
-                    x.clone().into_primitive(),
-                    gamma.clone().into_primitive(),
-                    beta.into_primitive(),
-                    groups,
-                    epsilon,
-                )
-            };
-        match GroupNormBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let saved = (prep.checkpoint(&x), prep.checkpoint(&gamma));
-                let (y, mean, var) = forward(&x, &gamma, beta);
-                let state = (
-                    saved.0,
-                    saved.1,
-                    mean.clone(),
-                    var.clone(),
-                    (groups, epsilon),
-                );
-                (
-                    prep.finish(state, y),
-                    Self::from_inner(mean),
-                    Self::from_inner(var),
-                )
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = forward(&x, &gamma, beta);
-                (
-                    prep.finish(y),
-                    Self::from_inner(mean),
-                    Self::from_inner(var),
-                )
-            }
-        }
+        let forward = move |x, gamma, beta| B::group_norm_fused(x, gamma, beta, groups, epsilon);
+        let params = (groups, epsilon);
+        let (y, mean, var) =
+            record::<B, C, _, _>(GroupNormBackward, [x, gamma, beta], params, forward);
+        (y, Self::from_inner(mean), Self::from_inner(var))
     }
 }
