@@ -6,11 +6,12 @@
 //! - **per row** (GroupNorm, and through it InstanceNorm and LayerNorm): `x` is `[R, K]` with
 //!   `R = N·G` rows of `K = (C/G)·S` contiguous values, each row a run of `C/G` channels.
 //!
-//! Statistics and reductions are accumulated in `f64` over eight independent lanes (so they
-//! vectorize), means and variances from centred sums; elementwise passes run in the input's
-//! precision with the mean split into a rounded part and its remainder, so `x - mean` loses
-//! nothing to the rounding of a large mean. Work is split across rayon's pool by runs or
-//! rows; an input is read from memory once or twice, and every output is written once.
+//! Sums run in the input's precision over sixteen independent lanes within a run (so they
+//! vectorize; a run is short) and in `f64` across runs; means and variances come from centred
+//! sums, never `Σx² - (Σx)²/m`. The mean is split into its rounding to `E` and the remainder,
+//! so `x - mean` loses nothing to the rounding of a large mean. Work is split across rayon's
+//! pool by runs or rows, each task compiled for the CPU's SIMD width ([`simd`]); an input is
+//! read from memory once or twice, and every output is written once.
 
 use std::ops::{Add, Mul, Sub};
 
