@@ -28,7 +28,7 @@ pub(crate) fn batch_norm_train<const D: usize>(
     path: ComputePath,
 ) -> BatchStats<D> {
     match path {
-        ComputePath::Fused => {
+        ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
             let (output, mean, var_biased) = kernels::batch_norm_train_fused(x, gamma, beta, eps);
             BatchStats {
@@ -37,7 +37,8 @@ pub(crate) fn batch_norm_train<const D: usize>(
                 var_biased,
             }
         }
-        ComputePath::Composed => {
+        // The composed path, and the fused one on a backend without kernels.
+        ComputePath::Fused | ComputePath::Composed => {
             let dims = x.dims();
             let [n, c, s] = channel_major(&dims);
             let x = x.reshape([n, c, s]);
@@ -73,11 +74,12 @@ pub(crate) fn batch_norm_eval<const D: usize>(
     path: ComputePath,
 ) -> Tensor<D> {
     match path {
-        ComputePath::Fused => {
+        ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
             kernels::batch_norm_eval_fused(x, gamma, beta, mean, var, eps)
         }
-        ComputePath::Composed => {
+        // The composed path, and the fused one on a backend without kernels.
+        ComputePath::Fused | ComputePath::Composed => {
             let dims = x.dims();
             let [n, c, s] = channel_major(&dims);
             let x = x.reshape([n, c, s]);
@@ -105,7 +107,7 @@ pub(crate) fn group_norm<const D: usize>(
     path: ComputePath,
 ) -> BatchStats<D> {
     match path {
-        ComputePath::Fused => {
+        ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
             let (output, mean, var_biased) = kernels::group_norm_fused(x, gamma, beta, groups, eps);
             BatchStats {
@@ -114,7 +116,8 @@ pub(crate) fn group_norm<const D: usize>(
                 var_biased,
             }
         }
-        ComputePath::Composed => {
+        // The composed path, and the fused one on a backend without kernels.
+        ComputePath::Fused | ComputePath::Composed => {
             let dims = x.dims();
             let [n, c, s] = channel_major(&dims);
             // X = x.reshape(N * G, -1); mean = X.mean(1); var = ((X - mean) ** 2).mean(1),

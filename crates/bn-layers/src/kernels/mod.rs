@@ -26,8 +26,8 @@ mod cpu;
 mod flex;
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, backend_extension};
-use burn::tensor::Tensor;
+use burn::backend::{Backend, Dispatch, DispatchDeviceId, backend_extension};
+use burn::tensor::{Device, Tensor};
 
 /// The normalization ops of this crate's fused path, as a Burn backend extension.
 ///
@@ -121,6 +121,21 @@ impl NormKernels for burn::backend::Cube {}
 #[cfg(feature = "wgpu")]
 impl NormGradKernels for burn::backend::Cube {}
 
+/// Whether this build implements [`NormKernels`] for the backend of `device`. The
+/// extension's dispatch covers only the backends named in its attribute and panics on any
+/// other (LibTorch, the remote backend, a cubecl runtime when this crate was built without
+/// `wgpu`), so the layers take the composed path there instead.
+pub(crate) fn covers(device: &Device) -> bool {
+    // The upper byte of a dispatch device's type id names its backend.
+    let id = burn::backend::Device::to_id(device.as_dispatch()).type_id >> 8;
+    match DispatchDeviceId::try_from(id) {
+        Ok(DispatchDeviceId::Flex) => cfg!(feature = "flex"),
+        Ok(DispatchDeviceId::NdArray) => cfg!(feature = "ndarray"),
+        Ok(DispatchDeviceId::Cube) => cfg!(feature = "wgpu"),
+        _ => false,
+    }
+}
+
 /// [`NormKernels::batch_norm_train_fused`] on `Tensor`s: `(y, mean, biased variance)`, the
 /// statistics detached.
 pub(crate) fn batch_norm_train_fused<const D: usize>(
@@ -182,4 +197,15 @@ pub(crate) fn group_norm_fused<const D: usize>(
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(var),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flex_kernels_cover_flex_devices_with_and_without_autodiff() {
+        assert!(covers(&Device::flex()));
+        assert!(covers(&Device::flex().autodiff()));
+    }
 }
