@@ -1,0 +1,240 @@
+//! The row kernels of GroupNorm, InstanceNorm and LayerNorm: statistics per row of `K`
+//! contiguous values, each row read from memory once.
+
+use rayon::prelude::*;
+
+use super::{
+    Centre, MIN_TASK, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run,
+    sum_run2, sum_run3,
+};
+
+/// Shape of a per-row (GroupNorm) view: `N·G` rows of `k = (C/G)·s` values, the channels of
+/// row `r` being `(r % groups)·(C/G) ..`, each a run of `s` values.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowDims {
+    pub groups: usize,
+    pub channels_per_group: usize,
+    pub s: usize,
+}
+
+impl RowDims {
+    fn k(self) -> usize {
+        self.channels_per_group * self.s
+    }
+
+    fn channels(self) -> usize {
+        self.groups * self.channels_per_group
+    }
+
+    /// The first channel of row `r`.
+    fn first_channel(self, row: usize) -> usize {
+        (row % self.groups) * self.channels_per_group
+    }
+}
+
+/// Normalizes every row with its own mean and biased variance and applies the per-channel
+/// `gamma`/`beta`; writes `out` and returns each row's `(mean, var)`. Each row is read from
+/// memory once: its statistics and its output are computed while it sits in cache.
+pub(crate) fn row_norm<E: Real>(
+    out: &mut [E],
+    x: &[E],
+    d: RowDims,
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let k = d.k();
+    let cpg = d.channels_per_group;
+    let gamma: Vec<E> = gamma.iter().map(|&v| E::from_f64(v)).collect();
+    let beta: Vec<E> = beta.iter().map(|&v| E::from_f64(v)).collect();
+    out.par_chunks_mut(k)
+        .zip(x.par_chunks(k))
+        .with_min_len((MIN_TASK / k).max(1))
+        .enumerate()
+        .map(|(row, (out, x))| {
+            let channels = d.first_channel(row)..d.first_channel(row) + cpg;
+            let affine = (&gamma[channels.clone()], &beta[channels]);
+            simd(NormalizeRow(out, x, affine, d.s, eps))
+        })
+        .unzip()
+}
+
+/// One row of [`row_norm`]: its `(mean, var)`, and `out` normalized.
+struct NormalizeRow<'a, E>(&'a mut [E], &'a [E], (&'a [E], &'a [E]), usize, f64);
+
+impl<E: Real> SimdKernel for NormalizeRow<'_, E> {
+    type Output = (f64, f64);
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        let NormalizeRow(out, x, (gamma, beta), s, eps) = self;
+        normalize_row(out, x, gamma, beta, s, eps)
+    }
+}
+
+#[inline(always)]
+fn normalize_row<E: Real>(
+    out: &mut [E],
+    x: &[E],
+    gamma: &[E],
+    beta: &[E],
+    s: usize,
+    eps: f64,
+) -> (f64, f64) {
+    let moments = Moments::of(x);
+    let var = moments.m2 / moments.count;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let centre = Centre::<E>::new(moments.mean);
+    if s == 1 {
+        let r = E::from_f64(rstd);
+        for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            *o = centre.apply(x) * (r * g) + b;
+        }
+    } else {
+        for (((out, x), &g), &b) in out.chunks_mut(s).zip(x.chunks(s)).zip(gamma).zip(beta) {
+            let a = E::from_f64(rstd * g.to_f64());
+            map_run(out, Some(x), |x| centre.apply(x) * a + b);
+        }
+    }
+    (moments.mean, var)
+}
+
+/// One row's part of [`row_norm_backward`]: what it reads and what it adds to.
+struct RowGrad<'a, E> {
+    out: &'a mut [E],
+    x: &'a [E],
+    dy: Option<&'a [E]>,
+    gamma: &'a [E],
+    mean: f64,
+    var: f64,
+    eps: f64,
+    s: usize,
+    dgamma: &'a mut [f64],
+    dbeta: &'a mut [f64],
+}
+
+/// The backward of [`row_norm`]: writes `dx` into `out` (`dy = None`: `out` holds `dy`) and
+/// returns the per-channel `(dgamma, dbeta)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_norm_backward<E: Real>(
+    out: &mut [E],
+    x: &[E],
+    dy: Option<&[E]>,
+    d: RowDims,
+    gamma: &[f64],
+    mean: &[f64],
+    var: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let k = d.k();
+    let (cpg, c) = (d.channels_per_group, d.channels());
+    let zeros = || (vec![0.0; c], vec![0.0; c]);
+    let gamma: Vec<E> = gamma.iter().map(|&g| E::from_f64(g)).collect();
+    out.par_chunks_mut(k)
+        .zip(x.par_chunks(k))
+        .with_min_len((MIN_TASK / k).max(1))
+        .enumerate()
+        .fold(zeros, |(mut dgamma, mut dbeta), (row, (out, x))| {
+            let channels = d.first_channel(row)..d.first_channel(row) + cpg;
+            let grad = RowGrad {
+                out,
+                x,
+                dy: dy.map(|dy| &dy[row * k..(row + 1) * k]),
+                gamma: &gamma[channels.clone()],
+                mean: mean[row],
+                var: var[row],
+                eps,
+                s: d.s,
+                dgamma: &mut dgamma[channels.clone()],
+                dbeta: &mut dbeta[channels],
+            };
+            simd(grad);
+            (dgamma, dbeta)
+        })
+        .reduce(zeros, |a, b| (add_vectors(a.0, b.0), add_vectors(a.1, b.1)))
+}
+
+/// One row of [`row_norm_backward`], `g = dy·γ`: with `A = Σ γ dy / K` and
+/// `B = Σ γ dy (x - μ) / K`, `dx = rγ dy - r A - r³ B (x - μ)`; each channel's `dγ` gains
+/// `r Σ dy (x - μ)` and its `dβ` gains `Σ dy`.
+impl<E: Real> SimdKernel for RowGrad<'_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        row_grad(self);
+    }
+}
+
+#[inline(always)]
+fn row_grad<E: Real>(g: RowGrad<'_, E>) {
+    let RowGrad {
+        out,
+        x,
+        dy,
+        gamma,
+        mean,
+        var,
+        eps,
+        s,
+        dgamma,
+        dbeta,
+    } = g;
+    let k = x.len() as f64;
+    // The saved mean was rounded to E: one pass over the row (in cache) restores it.
+    let saved = Centre::<E>::new(mean);
+    let mu = mean + sum_run(x, |v| saved.offset(v)) / k;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let centre = Centre::<E>::new(mu);
+    let grads: &[E] = match dy {
+        Some(dy) => dy,
+        None => out,
+    };
+    let (a, b) = if s == 1 {
+        for ((dgm, dbt), (&xv, &g)) in dgamma
+            .iter_mut()
+            .zip(dbeta.iter_mut())
+            .zip(x.iter().zip(grads))
+        {
+            let g = g.to_f64();
+            *dgm += rstd * g * (centre.offset(xv).to_f64() - centre.lo());
+            *dbt += g;
+        }
+        let a = sum_run2(grads, gamma, |g, gm| g * gm);
+        let b = sum_run3(x, grads, gamma, |x, g, gm| g * gm * centre.offset(x));
+        (a, b - centre.lo() * a)
+    } else {
+        let (mut a, mut b) = (0.0, 0.0);
+        for (j, (x, g)) in x.chunks(s).zip(grads.chunks(s)).enumerate() {
+            let s1 = sum_run(g, |g| g);
+            let s2 = sum_run2(x, g, |x, g| g * centre.offset(x)) - centre.lo() * s1;
+            a += gamma[j].to_f64() * s1;
+            b += gamma[j].to_f64() * s2;
+            dgamma[j] += rstd * s2;
+            dbeta[j] += s1;
+        }
+        (a, b)
+    };
+    let k_x = E::from_f64(-rstd * rstd * rstd * b / k);
+    let k_0 = E::from_f64(-rstd * a / k);
+    let r = E::from_f64(rstd);
+    if s == 1 {
+        let k_dy = gamma.iter().map(|&g| r * g);
+        match dy {
+            Some(dy) => {
+                for (((o, &x), &g), a) in out.iter_mut().zip(x).zip(dy).zip(k_dy) {
+                    *o = g * a + centre.apply(x) * k_x + k_0;
+                }
+            }
+            None => {
+                for ((o, &x), a) in out.iter_mut().zip(x).zip(k_dy) {
+                    *o = *o * a + centre.apply(x) * k_x + k_0;
+                }
+            }
+        }
+    } else {
+        for (j, (out, x)) in out.chunks_mut(s).zip(x.chunks(s)).enumerate() {
+            let dy = dy.map(|dy| &dy[j * s..(j + 1) * s]);
+            let a = r * gamma[j];
+            map_run2(out, x, dy, |x, g| g * a + centre.apply(x) * k_x + k_0);
+        }
+    }
+}
