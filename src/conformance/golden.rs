@@ -60,40 +60,25 @@ pub struct Step {
     /// `U` in `loss = sum(Y * U)`.
     #[serde(default)]
     pub upstream: Option<TensorValue>,
-    /// Expected output `Y`.
-    #[serde(default)]
-    pub output: Option<TensorValue>,
-    /// Expected gradient of the loss for the input.
-    #[serde(default)]
-    pub grad_input: Option<TensorValue>,
-    /// Expected gradient for `weight`.
-    #[serde(default)]
-    pub grad_weight: Option<TensorValue>,
-    /// Expected gradient for `bias`.
-    #[serde(default)]
-    pub grad_bias: Option<TensorValue>,
-    /// Expected running mean after the step.
-    #[serde(default)]
-    pub running_mean: Option<TensorValue>,
-    /// Expected running variance after the step.
-    #[serde(default)]
-    pub running_var: Option<TensorValue>,
+    /// What PyTorch computed in float64: the expected values.
+    #[serde(flatten)]
+    pub expected: StepResults,
     /// Expected `num_batches_tracked` after the step.
     #[serde(default)]
     pub num_batches_tracked: Option<i64>,
     /// PyTorch's own float32 results for this step (precision cases), against the same
     /// float64 reference.
     #[serde(default)]
-    pub float32: Option<Float32Results>,
+    pub float32: Option<StepResults>,
 }
 
-/// What PyTorch computed for a step in float32: the yardstick of our float32 error.
+/// The outputs, gradients and running statistics of one step, as PyTorch computed them.
 #[derive(Debug, Default, Deserialize)]
-pub struct Float32Results {
-    /// Output.
+pub struct StepResults {
+    /// Output `Y`.
     #[serde(default)]
     pub output: Option<TensorValue>,
-    /// Gradient for the input.
+    /// Gradient of the loss for the input.
     #[serde(default)]
     pub grad_input: Option<TensorValue>,
     /// Gradient for `weight`.
@@ -143,7 +128,7 @@ impl GoldenFile {
     }
 }
 
-impl Float32Results {
+impl StepResults {
     /// The result for a quantity by its golden-file name (`output`, `grad_input`, ...).
     pub fn get(&self, what: &str) -> Option<&TensorValue> {
         match what {

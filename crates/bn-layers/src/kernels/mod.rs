@@ -128,12 +128,10 @@ impl NormGradKernels for burn::backend::Cube {}
 pub(crate) fn covers(device: &Device) -> bool {
     // The upper byte of a dispatch device's type id names its backend.
     let id = burn::backend::Device::to_id(device.as_dispatch()).type_id >> 8;
-    match DispatchDeviceId::try_from(id) {
-        Ok(DispatchDeviceId::Flex) => cfg!(feature = "flex"),
-        Ok(DispatchDeviceId::NdArray) => cfg!(feature = "ndarray"),
-        Ok(DispatchDeviceId::Cube) => cfg!(feature = "wgpu"),
-        _ => false,
-    }
+    let backend = DispatchDeviceId::try_from(id);
+    (cfg!(feature = "flex") && matches!(backend, Ok(DispatchDeviceId::Flex)))
+        || (cfg!(feature = "ndarray") && matches!(backend, Ok(DispatchDeviceId::NdArray)))
+        || (cfg!(feature = "wgpu") && matches!(backend, Ok(DispatchDeviceId::Cube)))
 }
 
 /// [`NormKernels::batch_norm_train_fused`] on `Tensor`s: `(y, mean, biased variance)`, the
