@@ -18,6 +18,17 @@ pub(crate) struct BatchStats<const D: usize> {
     pub var_biased: Tensor<1>,
 }
 
+/// `(output, mean, biased variance)`, as the fused ops return them.
+impl<const D: usize> From<(Tensor<D>, Tensor<1>, Tensor<1>)> for BatchStats<D> {
+    fn from((output, mean, var_biased): (Tensor<D>, Tensor<1>, Tensor<1>)) -> Self {
+        Self {
+            output,
+            mean,
+            var_biased,
+        }
+    }
+}
+
 /// `y = (x - E[x]) / sqrt(Var[x] + eps) * gamma + beta`, one statistic per channel of
 /// `x: [N, C, ...]`, reduced over the batch and every spatial position.
 pub(crate) fn batch_norm_train<const D: usize>(
@@ -30,12 +41,7 @@ pub(crate) fn batch_norm_train<const D: usize>(
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
-            let (output, mean, var_biased) = kernels::batch_norm_train_fused(x, gamma, beta, eps);
-            BatchStats {
-                output,
-                mean,
-                var_biased,
-            }
+            kernels::batch_norm_train_fused(x, gamma, beta, eps).into()
         }
         // The composed path, and the fused one on a backend without kernels.
         ComputePath::Fused | ComputePath::Composed => {
@@ -109,12 +115,7 @@ pub(crate) fn group_norm<const D: usize>(
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
-            let (output, mean, var_biased) = kernels::group_norm_fused(x, gamma, beta, groups, eps);
-            BatchStats {
-                output,
-                mean,
-                var_biased,
-            }
+            kernels::group_norm_fused(x, gamma, beta, groups, eps).into()
         }
         // The composed path, and the fused one on a backend without kernels.
         ComputePath::Fused | ComputePath::Composed => {

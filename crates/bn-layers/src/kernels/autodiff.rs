@@ -16,6 +16,24 @@ use super::{NormGradKernels, NormKernels};
 /// the op's scalar parameters.
 type SavedState<B, P> = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, P);
 
+/// A node's parents, `[dy, x, gamma, mean, var]` (its output gradient, the checkpointed
+/// inputs and the saved statistics) and its scalar parameters.
+type Unpacked<B, P> = ([Option<NodeId>; 3], [FloatTensor<B>; 5], P);
+
+/// Takes what a node's backward starts from: its output gradient and its saved state.
+fn unpack<B: Backend, P>(
+    ops: Ops<SavedState<B, P>, 3>,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) -> Unpacked<B, P> {
+    let dy = grads.consume::<B>(&ops.node);
+    let (x, gamma, mean, var, params) = ops.state;
+    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+    let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma);
+    let parents = ops.parents.map(|parent| parent.map(|node| node.id));
+    (parents, [dy, x, gamma, mean, var], params)
+}
+
 /// Hands `(dx, dgamma, dbeta)` to the parents that track gradients.
 fn register<B: Backend>(
     parents: [Option<NodeId>; 3],
@@ -45,13 +63,11 @@ impl<B: Backend + NormGradKernels> Backward<B, 3> for BatchNormBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let dy = grads.consume::<B>(&ops.node);
-        let (x, gamma, mean, var, epsilon) = ops.state;
-        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x);
-        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma);
+        let (parents, [dy, x, gamma, mean, var], epsilon) =
+            unpack::<B, _>(ops, grads, checkpointer);
         let grads_out =
             B::batch_norm_fused_backward(x, gamma, mean, var, epsilon, dy, self.batch_stats);
-        register::<B>(ops.parents.map(|p| p.map(|node| node.id)), grads, grads_out);
+        register::<B>(parents, grads, grads_out);
     }
 }
 
@@ -68,12 +84,10 @@ impl<B: Backend + NormGradKernels> Backward<B, 3> for GroupNormBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let dy = grads.consume::<B>(&ops.node);
-        let (x, gamma, mean, var, (groups, epsilon)) = ops.state;
-        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x);
-        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma);
+        let (parents, [dy, x, gamma, mean, var], (groups, epsilon)) =
+            unpack::<B, _>(ops, grads, checkpointer);
         let grads_out = B::group_norm_fused_backward(x, gamma, mean, var, groups, epsilon, dy);
-        register::<B>(ops.parents.map(|p| p.map(|node| node.id)), grads, grads_out);
+        register::<B>(parents, grads, grads_out);
     }
 }
 
