@@ -24,6 +24,14 @@ fn layer_norm_and_instance_norm_kernels_match_the_composed_path_in_f32() {
 }
 
 #[test]
+fn layer_norm_kernels_match_the_composed_path_over_many_rows() {
+    kernel_checks::layer_norm_over_many_rows_matches(
+        &Device::flex().autodiff(),
+        &Device::flex().autodiff(),
+    );
+}
+
+#[test]
 fn evaluation_on_a_plain_device_overwrites_only_an_input_it_owns() {
     // The kernel writes into the input's buffer when the tensor is its only handle; a caller
     // that keeps the input must see it unchanged.

@@ -8,8 +8,9 @@
 //! | `group_norm_fused` | GroupNorm, InstanceNorm (`G = C`), LayerNorm (`[M, K]` as `[M, K, 1]`, `G = 1`) | row of a group |
 //!
 //! Backends: flex runs hand-written kernels ([`flex`]: rayon over channels or rows, one or
-//! two reads of the input, no temporaries of the input's size); every other backend runs the
-//! same math composed from Burn's tensor ops ([`composed`]). Backward, with `x̂ = (x - μ)·r`,
+//! two reads of the input, no temporaries of the input's size); CubeCL (`Cube`: wgpu, CUDA,
+//! ROCm, Metal) runs `#[cube(launch)]` kernels in `f32` ([`cube`]); every other backend runs
+//! the same math composed from Burn's tensor ops ([`composed`]). Backward, with `x̂ = (x - μ)·r`,
 //! `r = 1/sqrt(var + eps)` and `m` values per statistic:
 //! - batch statistics: `dx = γr (dy - Σdy/m - x̂ Σ(dy·x̂)/m)`, `dγ = Σ dy·x̂`, `dβ = Σ dy`;
 //! - running statistics (constants): `dx = γr dy`, same `dγ`, `dβ`;
@@ -22,6 +23,8 @@ mod autodiff;
 mod composed;
 #[cfg(feature = "flex")]
 mod cpu;
+#[cfg(feature = "wgpu")]
+mod cube;
 #[cfg(feature = "flex")]
 mod flex;
 
@@ -31,8 +34,9 @@ use burn::tensor::{Device, Tensor};
 
 /// The normalization ops of this crate's fused path, as a Burn backend extension.
 ///
-/// Flex overrides every op with a CPU kernel (f32 and f64; other dtypes compose); the other
-/// backends use these default bodies, built from Burn's tensor ops. `Autodiff` records each
+/// Flex overrides every op with a CPU kernel (f32 and f64), and Cube with GPU kernels (f32);
+/// other dtypes and the other backends use these default bodies, built from Burn's tensor
+/// ops. `Autodiff` records each
 /// op as one node whose backward is [`NormGradKernels`].
 #[backend_extension(
     Flex: cfg(feature = "flex"),
@@ -116,10 +120,6 @@ pub trait NormGradKernels: Backend {
 impl NormKernels for burn::backend::NdArray {}
 #[cfg(feature = "ndarray")]
 impl NormGradKernels for burn::backend::NdArray {}
-#[cfg(feature = "wgpu")]
-impl NormKernels for burn::backend::Cube {}
-#[cfg(feature = "wgpu")]
-impl NormGradKernels for burn::backend::Cube {}
 
 /// Whether this build implements [`NormKernels`] for the backend of `device`. The
 /// extension's dispatch covers only the backends named in its attribute and panics on any

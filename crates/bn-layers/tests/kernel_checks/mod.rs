@@ -198,3 +198,25 @@ pub fn layer_norm_and_instance_norm_kernels_match(device: &Device) {
         assert_agree(&inorm[0], &inorm[1], tol, &format!("InstanceNorm {label}"));
     }
 }
+
+/// LayerNorm over more rows than one axis of a GPU grid holds (65,535 cubes per axis on
+/// wgpu: the kernels spread their one cube per row over the grid's other axes): the fused
+/// path on `device` against the composed path on `reference` (flex; Burn 0.22.1's wgpu
+/// reductions go wrong over 70,000 rows, so its composed path cannot be the reference).
+pub fn layer_norm_over_many_rows_matches(device: &Device, reference: &Device) {
+    let shape = [70_000, 3];
+    let x = values(shape.iter().product(), 4, 0.5, 2.0);
+    let results: Vec<Results> = [
+        (ComputePath::Fused, device),
+        (ComputePath::Composed, reference),
+    ]
+    .into_iter()
+    .map(|(path, device)| {
+        let ln = LayerNormConfig::new(vec![3]).with_path(path).init(device);
+        let params = [ln.gamma.as_ref().unwrap(), ln.beta.as_ref().unwrap()];
+        run(&x, shape, false, device, &params, |x| ln.forward(x))
+    })
+    .collect();
+    let tol = tolerance(device, 0.5, 2.0);
+    assert_agree(&results[0], &results[1], tol, "LayerNorm over 70,000 rows");
+}
