@@ -1,10 +1,9 @@
 //! The kernels on Burn's flex CPU backend: [`cpu`](super::cpu)'s slice arithmetic on the
 //! tensors' contiguous storage, for `f32` and `f64`. Other dtypes take the composed path.
 //!
-//! Buffers: a forward allocates its output (never zero-filled first: [`cpu::fresh`]) and
-//! the small statistics; evaluation writes into the input's buffer when the tensor owns it
-//! alone; a backward writes `dx` into the upstream gradient's buffer when it owns that
-//! (autodiff hands over gradients it no longer needs).
+//! Buffers: a forward allocates its output and the small statistics; evaluation writes into
+//! the input's buffer when the tensor owns it alone; a backward writes `dx` into the upstream
+//! gradient's buffer when it owns that (autodiff hands over gradients it no longer needs).
 
 use burn::backend::flex::{Flex, FlexTensor, Layout};
 use burn::backend::tensor::FloatTensor;
@@ -15,7 +14,7 @@ use super::cpu::{self, ChannelAffine, ChannelDims, ChannelGrad, Real, RowDims};
 use super::{NormGradKernels, NormKernels, composed};
 
 /// An element type the flex kernels compute in.
-trait FlexReal: Real + Element {}
+trait FlexReal: Real + Element + bytemuck::Pod {}
 impl FlexReal for f32 {}
 impl FlexReal for f64 {}
 
@@ -70,24 +69,24 @@ fn owns_its_buffer(t: &FlexTensor) -> bool {
         && t.bytes().len() == t.shape().num_elements() * size
 }
 
-/// `kernel(dy)` over a buffer for the result: `dy`'s own when it can be overwritten
-/// (`kernel` then gets `None` and transforms `out` in place), else a zeroed one.
+/// Runs `kernel(out, src)` over a buffer for the result: `src`'s own when it can be
+/// overwritten (`kernel` then gets `None` and transforms `out` in place), else a fresh one.
 fn write_over<E: FlexReal>(
-    dy: FlexTensor,
+    src: FlexTensor,
     kernel: impl FnOnce(&mut [E], Option<&[E]>),
 ) -> FlexTensor {
-    let shape = dy.shape();
-    if owns_its_buffer(&dy) {
-        let mut out = dy;
+    let shape = src.shape();
+    if owns_its_buffer(&src) {
+        let mut out = src;
         kernel(
             out.try_storage_mut::<E>().expect("checked unique above"),
             None,
         );
         out
     } else {
-        let dy = contiguous(dy);
+        let src = contiguous(src);
         let mut out = vec![E::from_f64(0.0); shape.num_elements()];
-        kernel(&mut out, Some(values::<E>(&dy)));
+        kernel(&mut out, Some(values::<E>(&src)));
         tensor(out, shape)
     }
 }
@@ -107,8 +106,10 @@ fn batch_norm_train_fused<E: FlexReal>(
         .map(|(g, v)| g / (v + epsilon).sqrt())
         .collect();
     let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta));
+    let mut out = vec![E::from_f64(0.0); shape.num_elements()];
+    cpu::apply_channel_affine(&mut out, Some(input), d, &k);
     (
-        tensor(cpu::channel_affine(input, d, &k), shape),
+        tensor(out, shape),
         tensor_f64::<E>(&mean),
         tensor_f64::<E>(&var),
     )
@@ -128,15 +129,7 @@ fn batch_norm_eval_fused<E: FlexReal>(
         .map(|(g, v)| g / (v + epsilon).sqrt())
         .collect();
     let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta));
-    if owns_its_buffer(&x) {
-        let mut x = x;
-        let values = x.try_storage_mut::<E>().expect("checked unique above");
-        cpu::channel_affine_in_place(values, d, &k);
-        x
-    } else {
-        let (shape, x) = (x.shape(), contiguous(x));
-        tensor(cpu::channel_affine(values::<E>(&x), d, &k), shape)
-    }
+    write_over::<E>(x, |out, src| cpu::apply_channel_affine(out, src, d, &k))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -204,7 +197,9 @@ fn group_norm_fused<E: FlexReal>(
     let shape = x.shape();
     let d = row_dims(&shape, groups);
     let x = contiguous(x);
-    let (out, mean, var) = cpu::row_norm(
+    let mut out = vec![E::from_f64(0.0); shape.num_elements()];
+    let (mean, var) = cpu::row_norm(
+        &mut out,
         values::<E>(&x),
         d,
         &to_f64::<E>(gamma),

@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use super::{
-    Centre, FillBlock, MIN_TASK, Moments, Real, RunMoments, SimdKernel, add_vectors,
-    for_each_piece, fresh, map_run, map_run2, simd, sum_run, sum_run2,
+    Centre, MIN_TASK, Moments, Real, RunMoments, SimdKernel, add_vectors, map_run, map_run2, simd,
+    sum_run, sum_run2,
 };
 
 /// Shape of a per-channel (BatchNorm) view: `[n, c, s]`.
@@ -95,83 +95,56 @@ impl<E: Real> ChannelAffine<E> {
     }
 }
 
-/// `affine(x)` for `x: [N, C, S]`, in a fresh buffer.
-pub(crate) fn channel_affine<E: Real>(x: &[E], d: ChannelDims, k: &ChannelAffine<E>) -> Vec<E> {
-    fresh(x.len(), &AffineFill(x, d, k))
-}
-
-/// [`channel_affine`]'s blocks.
-struct AffineFill<'a, E>(&'a [E], ChannelDims, &'a ChannelAffine<E>);
-
-impl<E: Real> FillBlock<E> for AffineFill<'_, E> {
-    #[inline(always)]
-    fn fill(&self, start: usize, out: &mut [E]) {
-        let AffineFill(x, ChannelDims { c, s, .. }, k) = *self;
-        let run_len = if s == 1 { c } else { s };
-        for_each_piece(start, out, run_len, |run, offset, out| {
-            let src = &x[run * run_len + offset..][..out.len()];
-            let coefficients = match s {
-                1 => Coefficients::Row(offset),
-                _ => Coefficients::Channel(run % c),
-            };
-            affine_run(out, Some(src), k, coefficients);
-        });
-    }
-}
-
-/// Overwrites `x: [N, C, S]` with `affine(x)`.
-pub(crate) fn channel_affine_in_place<E: Real>(x: &mut [E], d: ChannelDims, k: &ChannelAffine<E>) {
+/// Writes `out = affine(src)` for `src: [N, C, S]`; `src = None` transforms `out` in place.
+pub(crate) fn apply_channel_affine<E: Real>(
+    out: &mut [E],
+    src: Option<&[E]>,
+    d: ChannelDims,
+    k: &ChannelAffine<E>,
+) {
     let ChannelDims { c, s, .. } = d;
     let run = if s == 1 { c } else { s };
-    x.par_chunks_mut(run)
+    out.par_chunks_mut(run)
         .with_min_len((MIN_TASK / run).max(1))
         .enumerate()
-        .for_each(|(i, x)| {
-            let coefficients = match s {
-                1 => Coefficients::Row(0),
-                _ => Coefficients::Channel(i % c),
-            };
-            simd(AffineRun(x, k, coefficients));
+        .for_each(|(i, out)| {
+            let src = src.map(|src| &src[i * run..(i + 1) * run]);
+            simd(AffineRun(out, src, k, (s > 1).then_some(i % c)));
         });
 }
 
-/// Which coefficients a piece of a run takes: one channel's (`S > 1`), or those of the
-/// channels from an offset on in a row of `C` (`S = 1`).
-#[derive(Clone, Copy)]
-enum Coefficients {
-    Channel(usize),
-    Row(usize),
-}
-
-/// One task of [`channel_affine_in_place`].
-struct AffineRun<'a, E>(&'a mut [E], &'a ChannelAffine<E>, Coefficients);
+/// One task of [`apply_channel_affine`]: a row of `C` channels (`channel = None`), or the
+/// run of `channel`.
+struct AffineRun<'a, E>(
+    &'a mut [E],
+    Option<&'a [E]>,
+    &'a ChannelAffine<E>,
+    Option<usize>,
+);
 
 impl<E: Real> SimdKernel for AffineRun<'_, E> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let AffineRun(x, k, coefficients) = self;
-        affine_run(x, None, k, coefficients);
+        let AffineRun(out, src, k, channel) = self;
+        affine_run(out, src, k, channel);
     }
 }
 
-/// `out = affine(src)` over a piece of one run; `src = None` transforms `out` in place.
 #[inline(always)]
 fn affine_run<E: Real>(
     out: &mut [E],
     src: Option<&[E]>,
     k: &ChannelAffine<E>,
-    coefficients: Coefficients,
+    channel: Option<usize>,
 ) {
-    match coefficients {
-        Coefficients::Channel(ch) => {
+    match channel {
+        Some(ch) => {
             let (centre, a, b) = (k.centre[ch], k.scale[ch], k.shift[ch]);
             map_run(out, src, |x| centre.apply(x) * a + b);
         }
-        Coefficients::Row(first) => {
-            let coefficients = (k.centre[first..].iter())
-                .zip(&k.scale[first..])
-                .zip(&k.shift[first..]);
+        None => {
+            let coefficients = k.centre.iter().zip(&k.scale).zip(&k.shift);
             match src {
                 Some(src) => {
                     for ((o, &x), ((centre, &a), &b)) in out.iter_mut().zip(src).zip(coefficients) {

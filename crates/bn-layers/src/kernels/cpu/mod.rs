@@ -15,11 +15,9 @@
 
 use std::ops::{Add, Mul, Sub};
 
-use rayon::prelude::*;
-
 /// The float types the CPU kernels compute in.
 pub(crate) trait Real:
-    bytemuck::Pod + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self>
+    Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self>
 {
     fn from_f64(value: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -264,69 +262,6 @@ impl Moments {
     }
 }
 
-/// Values per block of a [`fresh`] buffer: enough to amortize a block's dispatch, few
-/// enough to stay in L1 on the way into the buffer.
-const BLOCK: usize = 256;
-
-/// The body of a [`fresh`] buffer: writes its values `start..start + out.len()` into `out`
-/// (a block, which never crosses a multiple of [`BLOCK`]). `fill` must be
-/// `#[inline(always)]`, as [`SimdKernel::run`].
-pub(crate) trait FillBlock<E>: Sync {
-    fn fill(&self, start: usize, out: &mut [E]);
-}
-
-/// One block of a [`fresh`] buffer, as a [`SimdKernel`].
-struct Fill<'a, E, F>(&'a F, usize, &'a mut [E]);
-
-impl<E, F: FillBlock<E>> SimdKernel for Fill<'_, E, F> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        let Fill(kernel, start, out) = self;
-        kernel.fill(start, out);
-    }
-}
-
-/// A fresh buffer of `len` values written once by `kernel`, block by block across rayon's
-/// pool. Rayon collects the blocks straight into the buffer, so it is never zero-filled
-/// first: for an output of megabytes, `vec![0; len]` costs as much as the kernel's own write.
-pub(crate) fn fresh<E: Real, F: FillBlock<E>>(len: usize, kernel: &F) -> Vec<E> {
-    let mut blocks: Vec<[E; BLOCK]> = Vec::new();
-    (0..len.div_ceil(BLOCK))
-        .into_par_iter()
-        .with_min_len((MIN_TASK / BLOCK).max(1))
-        .map(|b| {
-            let mut block = [E::from_f64(0.0); BLOCK];
-            let start = b * BLOCK;
-            let values = BLOCK.min(len - start);
-            simd(Fill(kernel, start, &mut block[..values]));
-            block
-        })
-        .collect_into_vec(&mut blocks);
-    let mut values: Vec<E> = bytemuck::cast_vec(blocks);
-    values.truncate(len);
-    values
-}
-
-/// Calls `f(run, offset, piece)` for the pieces of `out` (the values `start..` of a buffer
-/// cut into runs of `run_len`) that lie in one run each: `piece` holds the values from
-/// `offset` on in run `run`.
-#[inline(always)]
-fn for_each_piece<E>(
-    start: usize,
-    out: &mut [E],
-    run_len: usize,
-    mut f: impl FnMut(usize, usize, &mut [E]),
-) {
-    let (mut run, mut offset) = (start / run_len, start % run_len);
-    let mut rest = out;
-    while !rest.is_empty() {
-        let (piece, tail) = rest.split_at_mut((run_len - offset).min(rest.len()));
-        f(run, offset, piece);
-        (run, offset, rest) = (run + 1, 0, tail);
-    }
-}
-
 fn add_vectors(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
     for (a, b) in a.iter_mut().zip(&b) {
         *a += b;
@@ -374,7 +309,7 @@ mod row;
 mod tests;
 
 pub(crate) use channel::{
-    ChannelAffine, ChannelDims, ChannelGrad, apply_channel_grad, channel_affine,
-    channel_affine_in_place, channel_grad_sums, channel_moments,
+    ChannelAffine, ChannelDims, ChannelGrad, apply_channel_affine, apply_channel_grad,
+    channel_grad_sums, channel_moments,
 };
 pub(crate) use row::{RowDims, row_norm, row_norm_backward};

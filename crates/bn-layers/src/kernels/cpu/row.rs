@@ -1,13 +1,11 @@
 //! The row kernels of GroupNorm, InstanceNorm and LayerNorm: statistics per row of `K`
 //! contiguous values, each row read from memory once.
 
-use std::sync::OnceLock;
-
 use rayon::prelude::*;
 
 use super::{
-    Centre, FillBlock, MIN_TASK, Moments, Real, SimdKernel, add_vectors, for_each_piece, fresh,
-    map_run, map_run2, simd, sum_run, sum_run2, sum_run3,
+    Centre, MIN_TASK, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run,
+    sum_run2, sum_run3,
 };
 
 /// Shape of a per-row (GroupNorm) view: `N·G` rows of `k = (C/G)·s` values, the channels of
@@ -35,76 +33,69 @@ impl RowDims {
 }
 
 /// Normalizes every row with its own mean and biased variance and applies the per-channel
-/// `gamma`/`beta`: returns the output and each row's `(mean, var)`. Each row is read from
-/// memory once: the first block of it to be written computes its statistics, while the row
-/// then sits in cache for its blocks.
+/// `gamma`/`beta`; writes `out` and returns each row's `(mean, var)`. Each row is read from
+/// memory once: its statistics and its output are computed while it sits in cache.
 pub(crate) fn row_norm<E: Real>(
+    out: &mut [E],
     x: &[E],
     d: RowDims,
     gamma: &[f64],
     beta: &[f64],
     eps: f64,
-) -> (Vec<E>, Vec<f64>, Vec<f64>) {
-    let rows = x.len().checked_div(d.k()).unwrap_or(0);
-    let stats: Vec<OnceLock<(f64, f64)>> = (0..rows).map(|_| OnceLock::new()).collect();
-    let fill = RowFill {
-        x,
-        d,
-        gamma: gamma.iter().map(|&v| E::from_f64(v)).collect(),
-        beta: beta.iter().map(|&v| E::from_f64(v)).collect(),
-        eps,
-        stats: &stats,
-    };
-    let out = fresh(x.len(), &fill);
-    let (mean, var) = (stats.into_iter())
-        .map(|row| row.into_inner().expect("each row has a block"))
-        .unzip();
-    (out, mean, var)
+) -> (Vec<f64>, Vec<f64>) {
+    let k = d.k();
+    let cpg = d.channels_per_group;
+    let gamma: Vec<E> = gamma.iter().map(|&v| E::from_f64(v)).collect();
+    let beta: Vec<E> = beta.iter().map(|&v| E::from_f64(v)).collect();
+    out.par_chunks_mut(k)
+        .zip(x.par_chunks(k))
+        .with_min_len((MIN_TASK / k).max(1))
+        .enumerate()
+        .map(|(row, (out, x))| {
+            let channels = d.first_channel(row)..d.first_channel(row) + cpg;
+            let affine = (&gamma[channels.clone()], &beta[channels]);
+            simd(NormalizeRow(out, x, affine, d.s, eps))
+        })
+        .unzip()
 }
 
-/// [`row_norm`]'s blocks, and the statistics of the rows they reach.
-struct RowFill<'a, E> {
-    x: &'a [E],
-    d: RowDims,
-    gamma: Vec<E>,
-    beta: Vec<E>,
-    eps: f64,
-    stats: &'a [OnceLock<(f64, f64)>],
-}
+/// One row of [`row_norm`]: its `(mean, var)`, and `out` normalized.
+struct NormalizeRow<'a, E>(&'a mut [E], &'a [E], (&'a [E], &'a [E]), usize, f64);
 
-impl<E: Real> FillBlock<E> for RowFill<'_, E> {
+impl<E: Real> SimdKernel for NormalizeRow<'_, E> {
+    type Output = (f64, f64);
     #[inline(always)]
-    fn fill(&self, start: usize, out: &mut [E]) {
-        let (k, s) = (self.d.k(), self.d.s);
-        for_each_piece(start, out, k, |row, offset, out| {
-            let x = &self.x[row * k..(row + 1) * k];
-            let (mean, var) = *self.stats[row].get_or_init(|| {
-                let moments = Moments::of(x);
-                (moments.mean, moments.m2 / moments.count)
-            });
-            let rstd = 1.0 / (var + self.eps).sqrt();
-            let centre = Centre::<E>::new(mean);
-            let x = &x[offset..][..out.len()];
-            let first = self.d.first_channel(row);
-            if s == 1 {
-                let channels = first + offset..;
-                let affine = self.gamma[channels.clone()]
-                    .iter()
-                    .zip(&self.beta[channels]);
-                let r = E::from_f64(rstd);
-                for ((o, &x), (&g, &b)) in out.iter_mut().zip(x).zip(affine) {
-                    *o = centre.apply(x) * (r * g) + b;
-                }
-            } else {
-                for_each_piece(offset, out, s, |j, at, out| {
-                    let x = &x[j * s + at - offset..][..out.len()];
-                    let (g, b) = (self.gamma[first + j], self.beta[first + j]);
-                    let a = E::from_f64(rstd * g.to_f64());
-                    map_run(out, Some(x), |x| centre.apply(x) * a + b);
-                });
-            }
-        });
+    fn run(self) -> (f64, f64) {
+        let NormalizeRow(out, x, (gamma, beta), s, eps) = self;
+        normalize_row(out, x, gamma, beta, s, eps)
     }
+}
+
+#[inline(always)]
+fn normalize_row<E: Real>(
+    out: &mut [E],
+    x: &[E],
+    gamma: &[E],
+    beta: &[E],
+    s: usize,
+    eps: f64,
+) -> (f64, f64) {
+    let moments = Moments::of(x);
+    let var = moments.m2 / moments.count;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let centre = Centre::<E>::new(moments.mean);
+    if s == 1 {
+        let r = E::from_f64(rstd);
+        for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            *o = centre.apply(x) * (r * g) + b;
+        }
+    } else {
+        for (((out, x), &g), &b) in out.chunks_mut(s).zip(x.chunks(s)).zip(gamma).zip(beta) {
+            let a = E::from_f64(rstd * g.to_f64());
+            map_run(out, Some(x), |x| centre.apply(x) * a + b);
+        }
+    }
+    (moments.mean, var)
 }
 
 /// One row's part of [`row_norm_backward`]: what it reads and what it adds to.

@@ -128,40 +128,9 @@ fn channel_gradients_in_place_and_out_of_place_agree_with_the_formula() {
 }
 
 #[test]
-fn channel_affine_fresh_and_in_place_agree_with_the_formula() {
-    // Runs shorter than a block, longer than one (s = 300 crosses blocks of 256), and rows
-    // of C channels (s = 1) whose blocks start mid-row.
-    for (n, c, s) in [(2, 1, 1), (3, 5, 7), (2, 3, 300), (700, 3, 1)] {
-        let d = ChannelDims { n, c, s };
-        let x = data(n * c * s, 9, 3.0, 2.0);
-        let (mean, scale, shift) = (
-            data(c, 10, 3.0, 1.0),
-            data(c, 11, 1.0, 0.5),
-            data(c, 12, 0.0, 1.0),
-        );
-        let k = ChannelAffine::<f64>::new(&mean, &scale, &shift);
-        let out = channel_affine(&x, d, &k);
-        let mut in_place = x.clone();
-        channel_affine_in_place(&mut in_place, d, &k);
-        assert_eq!(out, in_place);
-        for (i, (&y, &x)) in out.iter().zip(&x).enumerate() {
-            let ch = (i / s) % c;
-            assert_all_close(&[y], &[(x - mean[ch]) * scale[ch] + shift[ch]], 1e-14);
-        }
-    }
-}
-
-#[test]
 fn row_norm_and_its_backward_match_the_formula() {
-    // GroupNorm-like (s > 1) and LayerNorm-like (s = 1) rows, per-channel affine; rows and
-    // channel runs that cross the output's blocks of 256 (k = 7·50, k = 600).
-    for (rows, groups, cpg, s) in [
-        (6, 3, 2, 5),
-        (4, 1, 7, 1),
-        (2, 2, 1, 3),
-        (3, 1, 7, 50),
-        (5, 1, 600, 1),
-    ] {
+    // GroupNorm-like (s > 1) and LayerNorm-like (s = 1) rows, per-channel affine.
+    for (rows, groups, cpg, s) in [(6, 3, 2, 5), (4, 1, 7, 1), (2, 2, 1, 3)] {
         let d = RowDims {
             groups,
             channels_per_group: cpg,
@@ -173,7 +142,8 @@ fn row_norm_and_its_backward_match_the_formula() {
         let gamma = data(c, 6, 1.0, 0.5);
         let beta = data(c, 8, 0.0, 0.5);
         let eps = 1e-5;
-        let (y, mean, var) = row_norm(&x, d, &gamma, &beta, eps);
+        let mut y = vec![0.0; x.len()];
+        let (mean, var) = row_norm(&mut y, &x, d, &gamma, &beta, eps);
         let mut dx = dy.clone();
         let (dgamma, dbeta) = row_norm_backward(&mut dx, &x, None, d, &gamma, &mean, &var, eps);
         let mut want_dgamma = vec![0.0; c];
