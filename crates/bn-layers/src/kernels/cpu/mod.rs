@@ -97,25 +97,16 @@ fn total<E: Real>(lanes: [E; LANES]) -> f64 {
     lanes.iter().map(|v| v.to_f64()).sum()
 }
 
-/// `(Σ c, Σ c²)` of the offsets `c = v - hi` of a run, as [`sum_run`].
+/// `(Σ c, Σ c²)` of the offsets `c = v - hi` of a run, as [`sum_run`]: two passes over the
+/// run (it sits in cache). One loop accumulating both is vectorized by LLVM across each
+/// (sum, square) pair rather than across the lanes, which ran scalar.
 #[inline(always)]
 fn centred_sums<E: Real>(values: &[E], centre: Centre<E>) -> (f64, f64) {
-    let zero = E::from_f64(0.0);
-    let (mut sums, mut squares) = ([zero; LANES], [zero; LANES]);
-    let (chunks, tail) = values.as_chunks::<LANES>();
-    for chunk in chunks {
-        for ((s, q), &v) in sums.iter_mut().zip(&mut squares).zip(chunk) {
-            let c = centre.offset(v);
-            *s = *s + c;
-            *q = *q + c * c;
-        }
-    }
-    let (mut sum, mut square) = (total(sums), total(squares));
-    for &v in tail {
-        let c = centre.offset(v).to_f64();
-        sum += c;
-        square += c * c;
-    }
+    let sum = sum_run(values, |v| centre.offset(v));
+    let square = sum_run(values, |v| {
+        let c = centre.offset(v);
+        c * c
+    });
     (sum, square)
 }
 

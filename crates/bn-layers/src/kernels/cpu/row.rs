@@ -108,8 +108,8 @@ struct RowGrad<'a, E> {
     var: f64,
     eps: f64,
     s: usize,
-    dgamma: &'a mut [f64],
-    dbeta: &'a mut [f64],
+    dgamma: &'a mut [E],
+    dbeta: &'a mut [E],
 }
 
 /// The backward of [`row_norm`]: writes `dx` into `out` (`dy = None`: `out` holds `dy`) and
@@ -125,45 +125,80 @@ pub(crate) fn row_norm_backward<E: Real>(
     var: &[f64],
     eps: f64,
 ) -> (Vec<f64>, Vec<f64>) {
-    let k = d.k();
-    let (cpg, c) = (d.channels_per_group, d.channels());
-    let zeros = || (vec![0.0; c], vec![0.0; c]);
+    let c = d.channels();
+    let rows_per_task = (MIN_TASK / d.k()).max(1);
+    let chunk = d.k() * rows_per_task;
     let gamma: Vec<E> = gamma.iter().map(|&g| E::from_f64(g)).collect();
-    out.par_chunks_mut(k)
-        .zip(x.par_chunks(k))
-        .with_min_len((MIN_TASK / k).max(1))
+    out.par_chunks_mut(chunk)
         .enumerate()
-        .fold(zeros, |(mut dgamma, mut dbeta), (row, (out, x))| {
-            let channels = d.first_channel(row)..d.first_channel(row) + cpg;
-            let grad = RowGrad {
+        .map(|(task, out)| {
+            let values = task * chunk..task * chunk + out.len();
+            simd(RowGradTask {
+                out,
+                x: &x[values.clone()],
+                dy: dy.map(|dy| &dy[values]),
+                first_row: task * rows_per_task,
+                d,
+                gamma: &gamma,
+                mean,
+                var,
+                eps,
+            })
+        })
+        .reduce(
+            || (vec![0.0; c], vec![0.0; c]),
+            |a, b| (add_vectors(a.0, b.0), add_vectors(a.1, b.1)),
+        )
+}
+
+/// The rows of one task of [`row_norm_backward`], from `first_row` on: one SIMD dispatch
+/// for all of them, `dγ` and `dβ` summed over the task's rows in the input's precision (a
+/// task has at most a few hundred rows) and across tasks in `f64`.
+struct RowGradTask<'a, E> {
+    out: &'a mut [E],
+    x: &'a [E],
+    dy: Option<&'a [E]>,
+    first_row: usize,
+    d: RowDims,
+    gamma: &'a [E],
+    mean: &'a [f64],
+    var: &'a [f64],
+    eps: f64,
+}
+
+impl<E: Real> SimdKernel for RowGradTask<'_, E> {
+    type Output = (Vec<f64>, Vec<f64>);
+    #[inline(always)]
+    fn run(self) -> (Vec<f64>, Vec<f64>) {
+        let (k, cpg) = (self.d.k(), self.d.channels_per_group);
+        let zero = E::from_f64(0.0);
+        let (mut dgamma, mut dbeta) =
+            (vec![zero; self.d.channels()], vec![zero; self.d.channels()]);
+        for (i, (out, x)) in self.out.chunks_mut(k).zip(self.x.chunks(k)).enumerate() {
+            let row = self.first_row + i;
+            let first = self.d.first_channel(row);
+            let channels = first..first + cpg;
+            row_grad(RowGrad {
                 out,
                 x,
-                dy: dy.map(|dy| &dy[row * k..(row + 1) * k]),
-                gamma: &gamma[channels.clone()],
-                mean: mean[row],
-                var: var[row],
-                eps,
-                s: d.s,
+                dy: self.dy.map(|dy| &dy[i * k..(i + 1) * k]),
+                gamma: &self.gamma[channels.clone()],
+                mean: self.mean[row],
+                var: self.var[row],
+                eps: self.eps,
+                s: self.d.s,
                 dgamma: &mut dgamma[channels.clone()],
                 dbeta: &mut dbeta[channels],
-            };
-            simd(grad);
-            (dgamma, dbeta)
-        })
-        .reduce(zeros, |a, b| (add_vectors(a.0, b.0), add_vectors(a.1, b.1)))
+            });
+        }
+        let wide = |v: Vec<E>| v.iter().map(|v| v.to_f64()).collect();
+        (wide(dgamma), wide(dbeta))
+    }
 }
 
 /// One row of [`row_norm_backward`], `g = dy·γ`: with `A = Σ γ dy / K` and
 /// `B = Σ γ dy (x - μ) / K`, `dx = rγ dy - r A - r³ B (x - μ)`; each channel's `dγ` gains
 /// `r Σ dy (x - μ)` and its `dβ` gains `Σ dy`.
-impl<E: Real> SimdKernel for RowGrad<'_, E> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        row_grad(self);
-    }
-}
-
 #[inline(always)]
 fn row_grad<E: Real>(g: RowGrad<'_, E>) {
     let RowGrad {
@@ -188,15 +223,15 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
         Some(dy) => dy,
         None => out,
     };
+    let r = E::from_f64(rstd);
     let (a, b) = if s == 1 {
         for ((dgm, dbt), (&xv, &g)) in dgamma
             .iter_mut()
             .zip(dbeta.iter_mut())
             .zip(x.iter().zip(grads))
         {
-            let g = g.to_f64();
-            *dgm += rstd * g * (centre.offset(xv).to_f64() - centre.lo());
-            *dbt += g;
+            *dgm = *dgm + r * g * centre.apply(xv);
+            *dbt = *dbt + g;
         }
         let a = sum_run2(grads, gamma, |g, gm| g * gm);
         let b = sum_run3(x, grads, gamma, |x, g, gm| g * gm * centre.offset(x));
@@ -208,14 +243,13 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
             let s2 = sum_run2(x, g, |x, g| g * centre.offset(x)) - centre.lo() * s1;
             a += gamma[j].to_f64() * s1;
             b += gamma[j].to_f64() * s2;
-            dgamma[j] += rstd * s2;
-            dbeta[j] += s1;
+            dgamma[j] = dgamma[j] + E::from_f64(rstd * s2);
+            dbeta[j] = dbeta[j] + E::from_f64(s1);
         }
         (a, b)
     };
     let k_x = E::from_f64(-rstd * rstd * rstd * b / k);
     let k_0 = E::from_f64(-rstd * a / k);
-    let r = E::from_f64(rstd);
     if s == 1 {
         let k_dy = gamma.iter().map(|&g| r * g);
         match dy {
