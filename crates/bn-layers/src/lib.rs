@@ -18,9 +18,9 @@
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward
 //! ([`NormKernels`]): hand-written kernels on flex (rayon, AVX2 where the CPU has it, no
-//! buffers beyond the output, the statistics and the input gradient), the same math in Burn's
-//! tensor ops on every other backend; the composed one is the textbook algorithm in plain
-//! tensor ops. Both are checked against PyTorch; on the precision cases (large means, tiny
+//! buffers beyond the output, the statistics and the input gradient), CubeCL kernels on wgpu
+//! (the `wgpu` feature; f32), the same math in Burn's tensor ops on every other backend; the
+//! composed one is the textbook algorithm in plain tensor ops. Both are checked against PyTorch; on the precision cases (large means, tiny
 //! spreads) the fused path's float32 error stays below PyTorch's own.
 //!
 //! Training versus evaluation is each layer's `training` flag: [`Module::valid`](burn::module::Module::valid)

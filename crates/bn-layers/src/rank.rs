@@ -86,7 +86,8 @@ fn rank_result(
 pub enum ComputePath {
     /// One op per layer and mode, each one autodiff node with a closed-form backward
     /// ([`NormKernels`](crate::NormKernels), this crate's backend extension): hand-written
-    /// kernels on flex, the same math in Burn's tensor ops elsewhere. The default.
+    /// kernels on flex, CubeCL kernels on wgpu, the same math in Burn's tensor ops elsewhere.
+    /// The default.
     #[default]
     Fused,
     /// The textbook algorithm in plain tensor ops (mean, variance, normalize, scale and
