@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use super::{
-    Centre, MIN_TASK, Moments, Real, RunMoments, SimdKernel, add_vectors, map_run, map_run2, simd,
-    sum_run, sum_run2,
+    Centre, MIN_TASK, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run,
+    sum_run2,
 };
 
 /// Shape of a per-channel (BatchNorm) view: `[n, c, s]`.
@@ -39,24 +39,34 @@ pub(crate) fn channel_moments<E: Real>(x: &[E], d: ChannelDims) -> (Vec<f64>, Ve
         return (mean, var);
     }
     // Runs of S values: moments of each run from cache, merged per channel.
-    let runs_per_task = (MIN_TASK / s).max(1);
+    let task = Runs::new(s);
     let moments = x
-        .par_chunks(s)
-        .with_min_len(runs_per_task)
+        .par_chunks(task.len())
         .enumerate()
-        .fold(
-            || vec![Moments::default(); c],
-            |mut acc, (run, values)| {
-                let channel = run % c;
-                acc[channel] = acc[channel].merge(simd(RunMoments(values)));
-                acc
-            },
-        )
+        .map(|(t, values)| simd(TaskMoments(values, task.first_run(t), s, c)))
         .reduce(
             || vec![Moments::default(); c],
             |a, b| a.iter().zip(&b).map(|(a, b)| a.merge(*b)).collect(),
         );
     moments.iter().map(|m| (m.mean, m.m2 / m.count)).unzip()
+}
+
+/// One task of [`channel_moments`]: the runs of `S` values from `first_run` on, merged per
+/// channel.
+struct TaskMoments<'a, E>(&'a [E], usize, usize, usize);
+
+impl<E: Real> SimdKernel for TaskMoments<'_, E> {
+    type Output = Vec<Moments>;
+    #[inline(always)]
+    fn run(self) -> Vec<Moments> {
+        let TaskMoments(values, first_run, s, c) = self;
+        let mut acc = vec![Moments::default(); c];
+        for (i, run) in values.chunks(s).enumerate() {
+            let channel = (first_run + i) % c;
+            acc[channel] = acc[channel].merge(Moments::of(run));
+        }
+        acc
+    }
 }
 
 /// Per-channel sums over the rows of `x: [R, C]`, `add(acc, row)` adding one row.
@@ -104,30 +114,63 @@ pub(crate) fn apply_channel_affine<E: Real>(
 ) {
     let ChannelDims { c, s, .. } = d;
     let run = if s == 1 { c } else { s };
-    out.par_chunks_mut(run)
-        .with_min_len((MIN_TASK / run).max(1))
+    let task = Runs::new(run);
+    out.par_chunks_mut(task.len())
         .enumerate()
-        .for_each(|(i, out)| {
-            let src = src.map(|src| &src[i * run..(i + 1) * run]);
-            simd(AffineRun(out, src, k, (s > 1).then_some(i % c)));
+        .for_each(|(t, out)| {
+            let src = src.map(|src| &src[t * task.len()..][..out.len()]);
+            let channels = (s > 1).then_some(c);
+            simd(AffineTask(out, src, k, task.first_run(t), run, channels));
         });
 }
 
-/// One task of [`apply_channel_affine`]: a row of `C` channels (`channel = None`), or the
-/// run of `channel`.
-struct AffineRun<'a, E>(
+/// The runs of one rayon task: enough of them for [`MIN_TASK`] values, so that a task of
+/// short runs (a few dozen values each) pays one SIMD dispatch, not one per run.
+#[derive(Clone, Copy)]
+struct Runs {
+    run: usize,
+    per_task: usize,
+}
+
+impl Runs {
+    fn new(run: usize) -> Self {
+        Self {
+            run,
+            per_task: (MIN_TASK / run).max(1),
+        }
+    }
+
+    /// Values per task.
+    fn len(self) -> usize {
+        self.run * self.per_task
+    }
+
+    /// The index of task `t`'s first run.
+    fn first_run(self, t: usize) -> usize {
+        t * self.per_task
+    }
+}
+
+/// One task of [`apply_channel_affine`]: runs from `first_run` on, each a row of `C`
+/// channels (`channels = None`) or the run of channel `run_index % C`.
+struct AffineTask<'a, E>(
     &'a mut [E],
     Option<&'a [E]>,
     &'a ChannelAffine<E>,
+    usize,
+    usize,
     Option<usize>,
 );
 
-impl<E: Real> SimdKernel for AffineRun<'_, E> {
+impl<E: Real> SimdKernel for AffineTask<'_, E> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let AffineRun(out, src, k, channel) = self;
-        affine_run(out, src, k, channel);
+        let AffineTask(out, src, k, first_run, run, channels) = self;
+        for (i, out) in out.chunks_mut(run).enumerate() {
+            let src = src.map(|src| &src[i * run..][..out.len()]);
+            affine_run(out, src, k, channels.map(|c| (first_run + i) % c));
+        }
     }
 }
 
@@ -235,41 +278,45 @@ pub(crate) fn channel_grad_sums<E: Real>(
             )
             .reduce(|| GradSums::zeros(c), GradSums::add);
     }
-    let runs_per_task = (MIN_TASK / s).max(1);
+    let task = Runs::new(s);
     let centres: Vec<Centre<E>> = mean.iter().map(|&m| Centre::new(m)).collect();
-    x.par_chunks(s)
-        .zip(dy.par_chunks(s))
-        .with_min_len(runs_per_task)
+    x.par_chunks(task.len())
+        .zip(dy.par_chunks(task.len()))
         .enumerate()
-        .fold(
-            || GradSums::zeros(c),
-            |mut sums, (run, (x, dy))| {
-                let channel = run % c;
-                let (s1, s2, s0) = simd(GradRunSums(x, dy, centres[channel]));
-                sums.dy[channel] += s1;
-                sums.dy_x[channel] += s2;
-                sums.x[channel] += s0;
-                sums
-            },
-        )
+        .map(|(t, (x, dy))| simd(TaskGradSums(x, dy, &centres, task.first_run(t), s)))
         .reduce(|| GradSums::zeros(c), GradSums::add)
 }
 
-/// `(Σ dy, Σ dy·c, Σ c)` over one run, `c` the centred `x`.
-struct GradRunSums<'a, E>(&'a [E], &'a [E], Centre<E>);
+/// One task of [`channel_grad_sums`]: the runs of `S` values from `first_run` on.
+struct TaskGradSums<'a, E>(&'a [E], &'a [E], &'a [Centre<E>], usize, usize);
 
-impl<E: Real> SimdKernel for GradRunSums<'_, E> {
-    type Output = (f64, f64, f64);
+impl<E: Real> SimdKernel for TaskGradSums<'_, E> {
+    type Output = GradSums;
     #[inline(always)]
-    fn run(self) -> (f64, f64, f64) {
-        let GradRunSums(x, dy, centre) = self;
-        // The mean is a saved value of E (lo = 0): offsets are exact centrings.
-        (
-            sum_run(dy, |g| g),
-            sum_run2(x, dy, |x, g| g * centre.offset(x)),
-            sum_run(x, |x| centre.offset(x)),
-        )
+    fn run(self) -> GradSums {
+        let TaskGradSums(x, dy, centres, first_run, s) = self;
+        let c = centres.len();
+        let mut sums = GradSums::zeros(c);
+        for (i, (x, dy)) in x.chunks(s).zip(dy.chunks(s)).enumerate() {
+            let channel = (first_run + i) % c;
+            let (s1, s2, s0) = grad_run_sums(x, dy, centres[channel]);
+            sums.dy[channel] += s1;
+            sums.dy_x[channel] += s2;
+            sums.x[channel] += s0;
+        }
+        sums
     }
+}
+
+/// `(Σ dy, Σ dy·c, Σ c)` over one run, `c` the centred `x`. The mean is a saved value of E
+/// (`lo = 0`): offsets are exact centrings.
+#[inline(always)]
+fn grad_run_sums<E: Real>(x: &[E], dy: &[E], centre: Centre<E>) -> (f64, f64, f64) {
+    (
+        sum_run(dy, |g| g),
+        sum_run2(x, dy, |x, g| g * centre.offset(x)),
+        sum_run(x, |x| centre.offset(x)),
+    )
 }
 
 /// Per-channel `dx = dy · k_dy + (x - mean) · k_x + k_0`, the coefficients in the input's
@@ -303,32 +350,41 @@ pub(crate) fn apply_channel_grad<E: Real>(
 ) {
     let ChannelDims { c, s, .. } = d;
     let run = if s == 1 { c } else { s };
-    out.par_chunks_mut(run)
-        .with_min_len((MIN_TASK / run).max(1))
+    let task = Runs::new(run);
+    out.par_chunks_mut(task.len())
         .enumerate()
-        .for_each(|(i, out)| {
-            let range = i * run..(i + 1) * run;
-            let (x, dy) = (&x[range.clone()], dy.map(|dy| &dy[range]));
-            simd(GradRun(out, x, dy, k, (s > 1).then_some(i % c)));
+        .for_each(|(t, out)| {
+            let start = t * task.len();
+            let (x, dy) = (
+                &x[start..][..out.len()],
+                dy.map(|dy| &dy[start..][..out.len()]),
+            );
+            let channels = (s > 1).then_some(c);
+            simd(GradTask(out, x, dy, k, task.first_run(t), run, channels));
         });
 }
 
-/// One task of [`apply_channel_grad`]: a row of `C` channels (`channel = None`), or the run
-/// of `channel`.
-struct GradRun<'a, E>(
+/// One task of [`apply_channel_grad`], as [`AffineTask`].
+struct GradTask<'a, E>(
     &'a mut [E],
     &'a [E],
     Option<&'a [E]>,
     &'a ChannelGrad<E>,
+    usize,
+    usize,
     Option<usize>,
 );
 
-impl<E: Real> SimdKernel for GradRun<'_, E> {
+impl<E: Real> SimdKernel for GradTask<'_, E> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let GradRun(out, x, dy, k, channel) = self;
-        grad_run(out, x, dy, k, channel);
+        let GradTask(out, x, dy, k, first_run, run, channels) = self;
+        for (i, out) in out.chunks_mut(run).enumerate() {
+            let range = i * run..i * run + out.len();
+            let (x, dy) = (&x[range.clone()], dy.map(|dy| &dy[range]));
+            grad_run(out, x, dy, k, channels.map(|c| (first_run + i) % c));
+        }
     }
 }
 

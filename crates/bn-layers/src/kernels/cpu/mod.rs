@@ -184,17 +184,6 @@ impl<E: Real> Centre<E> {
     }
 }
 
-/// [`Moments::of`] one run, as a [`SimdKernel`].
-struct RunMoments<'a, E>(&'a [E]);
-
-impl<E: Real> SimdKernel for RunMoments<'_, E> {
-    type Output = Moments;
-    #[inline(always)]
-    fn run(self) -> Moments {
-        Moments::of(self.0)
-    }
-}
-
 /// Count, mean and centred sum of squares of a set of values (Chan et al.'s pairwise
 /// combination merges two sets without losing the centring).
 #[derive(Clone, Copy, Default)]

@@ -45,7 +45,16 @@ fn assert_all_close(got: &[f64], want: &[f64], tol: f64) {
 
 #[test]
 fn channel_moments_match_the_definition_at_every_layout() {
-    for (n, c, s) in [(2, 1, 1), (5, 3, 1), (2, 3, 7), (3, 2, 1000), (1, 4, 2)] {
+    // (300, 3, 300): several rayon tasks of 218 runs each, so tasks start mid-way through
+    // the cycle of channels.
+    for (n, c, s) in [
+        (2, 1, 1),
+        (5, 3, 1),
+        (2, 3, 7),
+        (3, 2, 1000),
+        (1, 4, 2),
+        (300, 3, 300),
+    ] {
         let d = ChannelDims { n, c, s };
         let x = data(n * c * s, 1, 0.5, 2.0);
         let (mean, var) = channel_moments(&x, d);
@@ -99,7 +108,7 @@ fn f32_moments_of_a_large_mean_keep_their_digits() {
 
 #[test]
 fn channel_gradients_in_place_and_out_of_place_agree_with_the_formula() {
-    for (n, c, s) in [(2, 1, 1), (3, 5, 1), (2, 3, 9)] {
+    for (n, c, s) in [(2, 1, 1), (3, 5, 1), (2, 3, 9), (300, 3, 300)] {
         let d = ChannelDims { n, c, s };
         let x = data(n * c * s, 2, 1.0, 1.0);
         let dy = data(n * c * s, 3, 0.0, 1.0);
@@ -183,5 +192,28 @@ fn row_norm_and_its_backward_match_the_formula() {
             eps,
         );
         assert_eq!(out_of_place, dx);
+    }
+}
+
+#[test]
+fn channel_affine_over_several_tasks_matches_the_formula() {
+    // Several rayon tasks of 218 runs each (tasks start mid-way through the channels' cycle),
+    // out of place and in place.
+    let d = ChannelDims {
+        n: 300,
+        c: 3,
+        s: 300,
+    };
+    let x = data(d.n * d.c * d.s, 9, 3.0, 2.0);
+    let (mean, scale, shift) = ([3.0, 2.5, -1.0], [0.5, 2.0, 1.5], [0.1, -0.2, 0.3]);
+    let k = ChannelAffine::<f64>::new(&mean, &scale, &shift);
+    let mut out = vec![0.0; x.len()];
+    apply_channel_affine(&mut out, Some(&x), d, &k);
+    let mut in_place = x.clone();
+    apply_channel_affine(&mut in_place, None, d, &k);
+    assert_eq!(out, in_place);
+    for (i, (&y, &x)) in out.iter().zip(&x).enumerate() {
+        let ch = (i / d.s) % d.c;
+        assert_all_close(&[y], &[(x - mean[ch]) * scale[ch] + shift[ch]], 1e-14);
     }
 }
