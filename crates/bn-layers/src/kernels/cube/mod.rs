@@ -1,0 +1,167 @@
+//! The kernels on Burn's CubeCL backend (`burn::backend::Cube`: wgpu here, and the same
+//! source on CUDA, ROCm and Metal): `#[cube(launch)]` kernels in `f32` with `f32`
+//! accumulation. Other dtypes, and a fusion-wrapped `Cube` ([`unfused`]), take the composed
+//! path.
+//!
+//! - **Statistics** (`device::set_moments`): one cube per channel (BatchNorm) or per row (GroupNorm,
+//!   the rows of `[N·G, K]` seen as the channels of `[1, N·G, K]`). Each unit strides over the
+//!   set, the partial sums meet in a shared-memory tree ([`device::cube_sum`]). The mean is
+//!   taken about the set's first value (the shifted-data algorithm), the variance about the
+//!   mean, `Σ(x - μ)²`, in a second read, never `Σx² - (Σx)²/m`.
+//! - **Centring**: `x - μ` is `(x - hi) - lo`, `hi` the set's first value (or the saved mean)
+//!   and `lo` the rest of the mean, so a large mean costs no digits. The backward's sums are
+//!   about the saved mean and re-centred by `Σ(x - μ)` (zero for the exact mean), as on flex.
+//! - **Outputs and `dx`**: one unit per value, the per-set coefficients computed once by a
+//!   small kernel with one unit per channel or row.
+//!
+//! No kernel binds more than six buffers (WebGPU guarantees eight storage buffers per stage
+//! and cubecl takes one), a cube has at most 256 units, and its shared memory is at most
+//! 3 KiB. `launch` is the checked launch (the unchecked one is `unsafe`, forbidden here).
+//!
+//! [`device`] holds the kernels, [`host`] their launches per op; this module decides which
+//! calls take them.
+
+mod device;
+mod host;
+
+use std::any::{Any, TypeId};
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Cube, TensorMetadata};
+use burn::tensor::DType;
+use burn_cubecl::tensor::CubeTensor;
+
+use super::{NormGradKernels, NormKernels, composed};
+
+/// Whether `FloatTensor<Cube>` is `CubeTensor`: true unless Burn's `fusion` feature is on in
+/// the build (then `Cube` is `Fusion<CubeBackend>`, whose tensors are lazy `FusionTensor`s,
+/// and the ops take the composed path, which fusion records like any other).
+fn unfused() -> bool {
+    TypeId::of::<FloatTensor<Cube>>() == TypeId::of::<CubeTensor>()
+}
+
+/// `value` as `B`, which must be its own type: the identity between `FloatTensor<Cube>` and
+/// `CubeTensor` that [`unfused`] checked, written so that it also compiles when they differ.
+fn retype<A: Any, B: Any>(value: A) -> B {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<B>>()
+        .and_then(Option::take)
+        .expect("FloatTensor<Cube> is CubeTensor (checked by `runs_kernels`)")
+}
+
+/// Whether the kernels take this call: unfused, and every tensor `f32`.
+fn runs_kernels(tensors: &[&FloatTensor<Cube>]) -> bool {
+    unfused() && tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+impl NormKernels for Cube {
+    fn batch_norm_train_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !runs_kernels(&[&x, &gamma, &beta]) {
+            return composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon);
+        }
+        let (y, mean, var) =
+            host::batch_norm_train(retype(x), retype(gamma), retype(beta), epsilon);
+        (retype(y), retype(mean), retype(var))
+    }
+
+    fn batch_norm_eval_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        if !runs_kernels(&[&x, &gamma, &beta, &mean, &var]) {
+            return composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon);
+        }
+        retype(host::batch_norm_eval(
+            retype(x),
+            (retype(gamma), retype(beta)),
+            retype(mean),
+            retype(var),
+            epsilon,
+        ))
+    }
+
+    fn group_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !runs_kernels(&[&x, &gamma, &beta]) {
+            return composed::group_norm_fused::<Self>(x, gamma, beta, groups, epsilon);
+        }
+        let (y, mean, var) =
+            host::group_norm(retype(x), retype(gamma), retype(beta), groups, epsilon);
+        (retype(y), retype(mean), retype(var))
+    }
+}
+
+impl NormGradKernels for Cube {
+    fn batch_norm_fused_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+        dy: FloatTensor<Self>,
+        batch_stats: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !runs_kernels(&[&x, &gamma, &mean, &var, &dy]) {
+            return composed::batch_norm_fused_backward::<Self>(
+                x,
+                gamma,
+                mean,
+                var,
+                epsilon,
+                dy,
+                batch_stats,
+            );
+        }
+        let (dx, dgamma, dbeta) = host::batch_norm_backward(
+            retype(x),
+            retype(gamma),
+            retype(mean),
+            retype(var),
+            epsilon,
+            retype(dy),
+            batch_stats,
+        );
+        (retype(dx), retype(dgamma), retype(dbeta))
+    }
+
+    fn group_norm_fused_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !runs_kernels(&[&x, &gamma, &mean, &var, &dy]) {
+            return composed::group_norm_fused_backward::<Self>(
+                x, gamma, mean, var, groups, epsilon, dy,
+            );
+        }
+        let (dx, dgamma, dbeta) = host::group_norm_backward(
+            retype(x),
+            retype(gamma),
+            retype(mean),
+            retype(var),
+            groups,
+            epsilon,
+            retype(dy),
+        );
+        (retype(dx), retype(dgamma), retype(dbeta))
+    }
+}
