@@ -4,11 +4,12 @@ use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
+use crate::activation::maybe_apply;
 use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_momentum, check_nonzero};
 use crate::functional::{self, channel_major};
 use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
-use crate::{ComputePath, InputRank, NormError};
+use crate::{Activation, ComputePath, InputRank, NormError};
 
 /// Configuration of a [`BatchNorm`] layer. Field names and defaults are PyTorch's.
 #[derive(Config, Debug)]
@@ -176,6 +177,28 @@ impl BatchNorm {
     ///   per-channel parameters or running statistics.
     /// - [`NormError::InvalidConfig`]: `eps == 0` while batch statistics are used.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        self.try_forward_then(input, None)
+    }
+
+    /// `activation(self.forward(input))` as one op on the fused path (see
+    /// [`BatchNormAct`](crate::BatchNormAct)); the composed path applies the activation after.
+    ///
+    /// # Errors
+    /// As [`try_forward`](Self::try_forward).
+    pub fn try_forward_activated<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        activation: Activation,
+    ) -> Result<Tensor<D>, NormError> {
+        self.try_forward_then(input, Some(activation))
+    }
+
+    /// Normalizes `input`, then applies `activation` if there is one.
+    fn try_forward_then<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        activation: Option<Activation>,
+    ) -> Result<Tensor<D>, NormError> {
         let shape = input.dims().to_vec();
         let training = self.is_training();
         let batch_stats = training || self.running_mean.is_none();
@@ -198,7 +221,7 @@ impl BatchNorm {
             if training && let Some(counter) = &self.num_batches_tracked {
                 counter.increment();
             }
-            return Ok(input);
+            return Ok(maybe_apply(activation, input));
         }
 
         let gamma = self.gamma.as_ref().map(Param::val);
@@ -213,11 +236,13 @@ impl BatchNorm {
                 mean.to_device(&device),
                 var.to_device(&device),
                 self.eps,
+                activation,
                 self.path,
             ));
         }
 
-        let stats = functional::batch_norm_train(input, gamma, beta, self.eps, self.path);
+        let stats =
+            functional::batch_norm_train(input, gamma, beta, self.eps, activation, self.path);
         if training {
             self.update_running_stats(stats.mean, stats.var_biased, n * spatial);
         }
@@ -271,6 +296,20 @@ impl BatchNorm {
     /// Where `try_forward` returns an error, with its message.
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         self.try_forward(input)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// `activation(self.forward(input))` as one op, see
+    /// [`try_forward_activated`](Self::try_forward_activated).
+    ///
+    /// # Panics
+    /// Where `try_forward_activated` returns an error, with its message.
+    pub fn forward_activated<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        activation: Activation,
+    ) -> Tensor<D> {
+        self.try_forward_activated(input, activation)
             .unwrap_or_else(|err| panic!("{err}"))
     }
 

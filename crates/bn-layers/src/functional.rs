@@ -7,8 +7,9 @@
 
 use burn::tensor::{Device, Tensor};
 
-use crate::ComputePath;
+use crate::activation::maybe_apply;
 use crate::kernels;
+use crate::{Activation, ComputePath};
 
 /// The output of a normalization with statistics of its input, and the statistics themselves
 /// (per channel or group, detached, the variance **biased**: divided by the count).
@@ -29,19 +30,21 @@ impl<const D: usize> From<(Tensor<D>, Tensor<1>, Tensor<1>)> for BatchStats<D> {
     }
 }
 
-/// `y = (x - E[x]) / sqrt(Var[x] + eps) * gamma + beta`, one statistic per channel of
-/// `x: [N, C, ...]`, reduced over the batch and every spatial position.
+/// `y = f((x - E[x]) / sqrt(Var[x] + eps) * gamma + beta)`, one statistic per channel of
+/// `x: [N, C, ...]`, reduced over the batch and every spatial position; `f` is `activation`
+/// or the identity.
 pub(crate) fn batch_norm_train<const D: usize>(
     x: Tensor<D>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
     eps: f64,
+    activation: Option<Activation>,
     path: ComputePath,
 ) -> BatchStats<D> {
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
-            kernels::batch_norm_train_fused(x, gamma, beta, eps).into()
+            kernels::batch_norm_train_fused(x, gamma, beta, eps, activation).into()
         }
         // The composed path, and the fused one on a backend without kernels.
         ComputePath::Fused | ComputePath::Composed => {
@@ -58,7 +61,7 @@ pub(crate) fn batch_norm_train<const D: usize>(
             let mean = pivot + shifted_mean;
             let var = centered.clone().square().mean_dims(&[0, 2]);
             let x_hat = centered / var.clone().add_scalar(eps).sqrt();
-            let output = scale_shift(x_hat, gamma, beta).reshape(dims);
+            let output = maybe_apply(activation, scale_shift(x_hat, gamma, beta).reshape(dims));
             BatchStats {
                 output,
                 mean: mean.reshape([c]).detach(),
@@ -68,8 +71,10 @@ pub(crate) fn batch_norm_train<const D: usize>(
     }
 }
 
-/// `y = (x - mean) / sqrt(var + eps) * gamma + beta` with given per-channel statistics
-/// (evaluation with running statistics). The statistics are constants for autodiff.
+/// `y = f((x - mean) / sqrt(var + eps) * gamma + beta)` with given per-channel statistics
+/// (evaluation with running statistics), `f` as in [`batch_norm_train`]. The statistics are
+/// constants for autodiff.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_eval<const D: usize>(
     x: Tensor<D>,
     gamma: Option<Tensor<1>>,
@@ -77,12 +82,13 @@ pub(crate) fn batch_norm_eval<const D: usize>(
     mean: Tensor<1>,
     var: Tensor<1>,
     eps: f64,
+    activation: Option<Activation>,
     path: ComputePath,
 ) -> Tensor<D> {
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
-            kernels::batch_norm_eval_fused(x, gamma, beta, mean, var, eps)
+            kernels::batch_norm_eval_fused(x, gamma, beta, mean, var, eps, activation)
         }
         // The composed path, and the fused one on a backend without kernels.
         ComputePath::Fused | ComputePath::Composed => {
@@ -92,7 +98,7 @@ pub(crate) fn batch_norm_eval<const D: usize>(
             let mean = mean.reshape([1, c, 1]);
             let std = var.add_scalar(eps).sqrt().reshape([1, c, 1]);
             let x_hat = (x - mean) / std;
-            scale_shift(x_hat, gamma, beta).reshape(dims)
+            maybe_apply(activation, scale_shift(x_hat, gamma, beta).reshape(dims))
         }
     }
 }

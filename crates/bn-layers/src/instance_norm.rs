@@ -207,6 +207,7 @@ impl InstanceNorm {
                 mean.to_device(&device),
                 var.to_device(&device),
                 self.eps,
+                None,
                 self.path,
             );
             return Ok(y.reshape(dims));

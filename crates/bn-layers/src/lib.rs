@@ -4,6 +4,7 @@
 //! | layer | PyTorch | statistics per | reduced over |
 //! |---|---|---|---|
 //! | [`BatchNorm`] | `nn.BatchNorm1d/2d/3d` | channel | batch and spatial positions |
+//! | [`BatchNormAct`] | BatchNorm then `nn.ReLU`/`nn.Sigmoid` (timm's `BatchNormAct2d`), one op | channel | batch and spatial positions |
 //! | [`LayerNorm`] | `nn.LayerNorm` | leading index | the trailing `normalized_shape` |
 //! | [`GroupNorm`] | `nn.GroupNorm` | (sample, group) | the group's channels and positions |
 //! | [`InstanceNorm`] | `nn.InstanceNorm1d/2d/3d` | (sample, channel) | spatial positions |
@@ -43,7 +44,9 @@
 //! assert_eq!(y.dims(), [8, 3, 4, 4]);
 //! ```
 
+mod activation;
 mod batch_norm;
+mod batch_norm_act;
 mod counter;
 mod error;
 mod fold;
@@ -60,7 +63,9 @@ mod training;
 #[cfg(test)]
 mod test_util;
 
+pub use activation::Activation;
 pub use batch_norm::{BatchNorm, BatchNormConfig};
+pub use batch_norm_act::{BatchNormAct, BatchNormActConfig};
 pub use counter::BatchCounter;
 pub use error::NormError;
 pub use fold::{fold_into_conv2d, fold_into_linear};

@@ -14,6 +14,11 @@ fn batch_norm_kernels_match_the_composed_path_in_f32() {
 }
 
 #[test]
+fn batch_norm_act_kernels_match_batch_norm_then_the_activation_in_f32() {
+    kernel_checks::batch_norm_act_kernels_match(&Device::flex().autodiff());
+}
+
+#[test]
 fn group_norm_kernels_match_the_composed_path_in_f32() {
     kernel_checks::group_norm_kernels_match(&Device::flex().autodiff());
 }

@@ -16,6 +16,11 @@ fn batch_norm_kernels_match_the_composed_path_on_wgpu() {
 }
 
 #[test]
+fn batch_norm_act_kernels_match_batch_norm_then_the_activation_on_wgpu() {
+    kernel_checks::batch_norm_act_kernels_match(&wgpu());
+}
+
+#[test]
 fn group_norm_kernels_match_the_composed_path_on_wgpu() {
     kernel_checks::group_norm_kernels_match(&wgpu());
 }

@@ -3,16 +3,15 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use bn_layers::{NormError, Replica};
+use bn_layers::{Activation, NormError, Replica};
 
 use crate::ImageClassifier;
 use crate::fold::{FoldBatchNorm, fold_conv, fold_linear};
-use crate::norm::{Norm, NormKind, apply, norm_kind, synchronize};
+use crate::kernels::{avg_pool_2x2, conv2d};
+use crate::norm::{Norm, NormKind, apply_activated, norm_kind, synchronize};
 use crate::pytorch::{LayerKind, PytorchStateDict};
 
 /// Configuration of [`BnLeNet`].
@@ -48,7 +47,6 @@ pub struct BnLeNet {
     fc2: Linear,
     norm4: Option<Norm>,
     fc3: Linear,
-    pool: AvgPool2d,
 }
 
 impl BnLeNetConfig {
@@ -65,7 +63,6 @@ impl BnLeNetConfig {
             fc2: LinearConfig::new(120, 84).init(device),
             norm4: norm.build(84, &[], device),
             fc3: LinearConfig::new(84, 10).init(device),
-            pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
         }
     }
 }
@@ -105,14 +102,16 @@ impl BnLeNet {
         }
     }
 
-    /// Class logits for a batch of images.
+    /// Class logits for a batch of images. Each normalization and its sigmoid are one op
+    /// where the norm is ours ([`bn_layers::BatchNormAct`]'s fusion).
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = sigmoid(apply(&self.norm1, self.conv1.forward(images)));
-        let x = self.pool.forward(x);
-        let x = sigmoid(apply(&self.norm2, self.conv2.forward(x)));
-        let x = self.pool.forward(x).flatten(1, 3);
-        let x = sigmoid(apply(&self.norm3, self.fc1.forward(x)));
-        let x = sigmoid(apply(&self.norm4, self.fc2.forward(x)));
+        let sigmoid = Activation::Sigmoid;
+        let x = apply_activated(&self.norm1, conv2d(&self.conv1, images), sigmoid);
+        let x = avg_pool_2x2(x);
+        let x = apply_activated(&self.norm2, conv2d(&self.conv2, x), sigmoid);
+        let x = avg_pool_2x2(x).flatten(1, 3);
+        let x = apply_activated(&self.norm3, self.fc1.forward(x), sigmoid);
+        let x = apply_activated(&self.norm4, self.fc2.forward(x), sigmoid);
         self.fc3.forward(x)
     }
 }
@@ -129,7 +128,6 @@ impl FoldBatchNorm for BnLeNet {
             fc2: fold_linear(&self.fc2, &self.norm4)?,
             norm4: None,
             fc3: self.fc3.clone(),
-            pool: self.pool.clone(),
         })
     }
 }

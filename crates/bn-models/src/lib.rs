@@ -7,8 +7,11 @@
 //! | [`BnLeNet`] | D2L's LeNet-5 with BN after every layer but the last | 44,878 (none: 44,426) |
 //! | [`MlpWithBn`] | 784-256-BN-ReLU-256-BN-ReLU-10 | 270,346 |
 //! | [`MoonsMlp`] | 2-64-BN-ReLU-2 | 450 |
+//!
+//! The LeNet's 2×2 average pooling runs on [`kernels`]' flex kernel where it can.
 
 mod fold;
+pub mod kernels;
 mod lenet;
 mod mlp;
 mod moons;

@@ -6,11 +6,11 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use bn_layers::NormError;
+use bn_layers::{Activation, NormError};
 
 use crate::ImageClassifier;
 use crate::fold::{FoldBatchNorm, fold_linear};
-use crate::norm::{Norm, NormKind, apply};
+use crate::norm::{Norm, NormKind, apply, apply_activated};
 use crate::pytorch::{LayerKind, PytorchStateDict};
 
 /// Configuration of [`MlpWithBn`].
@@ -89,7 +89,7 @@ impl MlpWithBn {
         let x = if self.norm_after_activation {
             apply(norm, relu(x))
         } else {
-            relu(apply(norm, x))
+            apply_activated(norm, x, Activation::Relu)
         };
         match &self.dropout {
             Some(dropout) => dropout.forward(x),

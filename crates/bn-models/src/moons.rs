@@ -3,10 +3,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::norm::{Norm, NormKind, apply};
+use bn_layers::Activation;
+
+use crate::norm::{Norm, NormKind, apply_activated};
 
 /// Configuration of [`MoonsMlp`].
 #[derive(Config, Debug)]
@@ -46,7 +47,8 @@ impl MoonsMlpConfig {
 impl MoonsMlp {
     /// Class logits for 2-D points.
     pub fn forward(&self, points: Tensor<2>) -> Tensor<2> {
+        let hidden = self.fc1.forward(points);
         self.fc2
-            .forward(relu(apply(&self.norm, self.fc1.forward(points))))
+            .forward(apply_activated(&self.norm, hidden, Activation::Relu))
     }
 }

@@ -1,8 +1,8 @@
 //! The normalization layer a model uses, chosen at construction.
 
 use bn_layers::{
-    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Replica,
-    SyncBatchNorm,
+    Activation, BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig,
+    Replica, SyncBatchNorm,
 };
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -118,6 +118,19 @@ impl Norm {
         }
     }
 
+    /// `activation(self.forward(x))`; for [`Norm::Ours`] one op, BatchNorm and activation
+    /// fused ([`bn_layers::BatchNormAct`]).
+    pub fn forward_activated<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        activation: Activation,
+    ) -> Tensor<D> {
+        match self {
+            Norm::Ours(layer) => layer.forward_activated(x, activation),
+            other => activation.apply(other.forward(x)),
+        }
+    }
+
     /// The learned scale and shift (`γ`, `β`), flattened, where the layer has both.
     pub fn affine(&self) -> Option<(Tensor<1>, Tensor<1>)> {
         match self {
@@ -160,5 +173,18 @@ pub(crate) fn apply<const D: usize>(norm: &Option<Norm>, x: Tensor<D>) -> Tensor
     match norm {
         Some(norm) => norm.forward(x),
         None => x,
+    }
+}
+
+/// Applies an optional normalization layer and then `activation`, fused where the layer
+/// allows ([`Norm::forward_activated`]).
+pub(crate) fn apply_activated<const D: usize>(
+    norm: &Option<Norm>,
+    x: Tensor<D>,
+    activation: Activation,
+) -> Tensor<D> {
+    match norm {
+        Some(norm) => norm.forward_activated(x, activation),
+        None => activation.apply(x),
     }
 }

@@ -1,6 +1,7 @@
 //! [`NormKernels`] on Burn's autodiff backend: each op is one node whose backward is the
 //! inner backend's [`NormGradKernels`]. The node keeps the input (checkpointed), `gamma`, and
-//! the statistics the forward computed (a few values per channel or row).
+//! the statistics the forward computed (a few values per channel or row), and the output when
+//! an activation follows the normalization (its derivative comes from the output).
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -11,14 +12,28 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend};
 
 use super::{NormGradKernels, NormKernels};
+use crate::Activation;
 
-/// What a node keeps for its backward: the checkpointed `x` and `gamma`, the statistics, and
-/// the op's scalar parameters.
-type SavedState<B, P> = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, P);
+/// What a node keeps for its backward: the checkpointed `x` and `gamma`, the statistics, the
+/// op's scalar parameters, and the output where the backward needs it.
+#[derive(Clone, Debug)]
+struct SavedState<B: Backend, P> {
+    x: NodeId,
+    gamma: NodeId,
+    mean: FloatTensor<B>,
+    var: FloatTensor<B>,
+    params: P,
+    output: Option<FloatTensor<B>>,
+}
 
 /// A node's parents, `[dy, x, gamma, mean, var]` (its output gradient, the checkpointed
-/// inputs and the saved statistics) and its scalar parameters.
-type Unpacked<B, P> = ([Option<NodeId>; 3], [FloatTensor<B>; 5], P);
+/// inputs and the saved statistics), its scalar parameters and the saved output.
+type Unpacked<B, P> = (
+    [Option<NodeId>; 3],
+    [FloatTensor<B>; 5],
+    P,
+    Option<FloatTensor<B>>,
+);
 
 /// Takes what a node's backward starts from: its output gradient and its saved state.
 fn unpack<B: Backend, P>(
@@ -27,11 +42,12 @@ fn unpack<B: Backend, P>(
     checkpointer: &mut Checkpointer,
 ) -> Unpacked<B, P> {
     let dy = grads.consume::<B>(&ops.node);
-    let (x, gamma, mean, var, params) = ops.state;
-    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
-    let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma);
+    let state = ops.state;
+    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(state.x);
+    let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(state.gamma);
     let parents = ops.parents.map(|parent| parent.map(|node| node.id));
-    (parents, [dy, x, gamma, mean, var], params)
+    let tensors = [dy, x, gamma, state.mean, state.var];
+    (parents, tensors, state.params, state.output)
 }
 
 /// Hands `(dx, dgamma, dbeta)` to the parents that track gradients.
@@ -48,10 +64,12 @@ fn register<B: Backend>(
     }
 }
 
-/// Backward of `batch_norm_train_fused` (batch statistics) and `batch_norm_eval_fused` (constants).
+/// Backward of `batch_norm_train_fused` (batch statistics) and `batch_norm_eval_fused`
+/// (constants), with the activation that followed the normalization, if any.
 #[derive(Debug)]
 struct BatchNormBackward {
     batch_stats: bool,
+    activation: Option<Activation>,
 }
 
 impl<B: Backend + NormGradKernels> Backward<B, 3> for BatchNormBackward {
@@ -63,10 +81,22 @@ impl<B: Backend + NormGradKernels> Backward<B, 3> for BatchNormBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let (parents, [dy, x, gamma, mean, var], epsilon) =
+        let (parents, [dy, x, gamma, mean, var], epsilon, output) =
             unpack::<B, _>(ops, grads, checkpointer);
-        let grads_out =
-            B::batch_norm_fused_backward(x, gamma, mean, var, epsilon, dy, self.batch_stats);
+        let activated = self.activation.map(|activation| {
+            let y = output.expect("the node keeps its output when an activation follows");
+            (activation, y)
+        });
+        let grads_out = B::batch_norm_fused_backward(
+            x,
+            gamma,
+            mean,
+            var,
+            epsilon,
+            dy,
+            self.batch_stats,
+            activated,
+        );
         register::<B>(parents, grads, grads_out);
     }
 }
@@ -84,7 +114,7 @@ impl<B: Backend + NormGradKernels> Backward<B, 3> for GroupNormBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let (parents, [dy, x, gamma, mean, var], (groups, epsilon)) =
+        let (parents, [dy, x, gamma, mean, var], (groups, epsilon), _) =
             unpack::<B, _>(ops, grads, checkpointer);
         let grads_out = B::group_norm_fused_backward(x, gamma, mean, var, groups, epsilon, dy);
         register::<B>(parents, grads, grads_out);
@@ -92,12 +122,13 @@ impl<B: Backend + NormGradKernels> Backward<B, 3> for GroupNormBackward {
 }
 
 /// Runs `forward` on the inner backend and records it as one node whose backward is
-/// `backward`, keeping `x` and `gamma` (checkpointed), the statistics and `params`. Returns
-/// the output and the statistics, which carry no gradient.
+/// `backward`, keeping `x` and `gamma` (checkpointed), the statistics, `params` and, when
+/// `keep_output`, the output. Returns the output and the statistics, which carry no gradient.
 fn record<B, C, K, P>(
     backward: K,
     [x, gamma, beta]: [FloatTensor<Autodiff<B, C>>; 3],
     params: P,
+    keep_output: bool,
     forward: impl FnOnce(
         FloatTensor<B>,
         FloatTensor<B>,
@@ -122,7 +153,14 @@ where
                 gamma.into_primitive(),
                 beta.into_primitive(),
             );
-            let state = (saved.0, saved.1, mean.clone(), var.clone(), params);
+            let state = SavedState {
+                x: saved.0,
+                gamma: saved.1,
+                mean: mean.clone(),
+                var: var.clone(),
+                params,
+                output: keep_output.then(|| y.clone()),
+            };
             (prep.finish(state, y), mean, var)
         }
         OpsKind::UnTracked(prep) => {
@@ -144,10 +182,17 @@ impl<B: Backend + NormKernels + NormGradKernels, C: CheckpointStrategy> NormKern
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let forward = move |x, gamma, beta| B::batch_norm_train_fused(x, gamma, beta, epsilon);
-        let backward = BatchNormBackward { batch_stats: true };
-        let (y, mean, var) = record::<B, C, _, _>(backward, [x, gamma, beta], epsilon, forward);
+        let forward =
+            move |x, gamma, beta| B::batch_norm_train_fused(x, gamma, beta, epsilon, activation);
+        let backward = BatchNormBackward {
+            batch_stats: true,
+            activation,
+        };
+        let inputs = [x, gamma, beta];
+        let keep = activation.is_some();
+        let (y, mean, var) = record::<B, C, _, _>(backward, inputs, epsilon, keep, forward);
         (y, Self::from_inner(mean), Self::from_inner(var))
     }
 
@@ -158,15 +203,21 @@ impl<B: Backend + NormKernels + NormGradKernels, C: CheckpointStrategy> NormKern
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> FloatTensor<Self> {
         // The running statistics are constants: the node keeps them, nothing flows to them.
         let (mean, var) = (mean.into_primitive(), var.into_primitive());
         let forward = move |x, gamma, beta| {
-            let y = B::batch_norm_eval_fused(x, gamma, beta, mean.clone(), var.clone(), epsilon);
+            let (m, v) = (mean.clone(), var.clone());
+            let y = B::batch_norm_eval_fused(x, gamma, beta, m, v, epsilon, activation);
             (y, mean, var)
         };
-        let backward = BatchNormBackward { batch_stats: false };
-        record::<B, C, _, _>(backward, [x, gamma, beta], epsilon, forward).0
+        let backward = BatchNormBackward {
+            batch_stats: false,
+            activation,
+        };
+        let keep = activation.is_some();
+        record::<B, C, _, _>(backward, [x, gamma, beta], epsilon, keep, forward).0
     }
 
     fn group_norm_fused(
@@ -179,7 +230,7 @@ impl<B: Backend + NormKernels + NormGradKernels, C: CheckpointStrategy> NormKern
         let forward = move |x, gamma, beta| B::group_norm_fused(x, gamma, beta, groups, epsilon);
         let params = (groups, epsilon);
         let (y, mean, var) =
-            record::<B, C, _, _>(GroupNormBackward, [x, gamma, beta], params, forward);
+            record::<B, C, _, _>(GroupNormBackward, [x, gamma, beta], params, false, forward);
         (y, Self::from_inner(mean), Self::from_inner(var))
     }
 }

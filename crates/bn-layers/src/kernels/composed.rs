@@ -9,6 +9,32 @@
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, Shape, Slice, TensorMetadata};
 
+use crate::Activation;
+
+/// `activation(z)` in the backend's own ops, when there is one.
+pub(crate) fn activate<B: Backend>(
+    z: FloatTensor<B>,
+    activation: Option<Activation>,
+) -> FloatTensor<B> {
+    match activation {
+        None => z,
+        Some(Activation::Relu) => B::relu(z),
+        Some(Activation::Sigmoid) => B::sigmoid(z),
+    }
+}
+
+/// The gradient before the activation, `dz = dy · f'(z)`, from the activation's output `y`.
+pub(crate) fn activation_backward<B: Backend>(
+    dy: FloatTensor<B>,
+    activated: Option<(Activation, FloatTensor<B>)>,
+) -> FloatTensor<B> {
+    match activated {
+        None => dy,
+        Some((Activation::Relu, y)) => B::relu_backward(y, dy),
+        Some((Activation::Sigmoid, y)) => B::sigmoid_backward(y, dy),
+    }
+}
+
 /// `[N, C, S]` and `[1, C, 1]` for an input of shape `[N, C, ...]`, and `N·S`.
 fn channel_views(shape: &Shape) -> (Shape, Shape, usize) {
     let (n, c) = (shape[0], shape[1]);

@@ -12,6 +12,7 @@ use burn::tensor::{Bytes, DType, Shape};
 
 use super::cpu::{self, ChannelAffine, ChannelDims, ChannelGrad, Real, RowDims};
 use super::{NormGradKernels, NormKernels, composed};
+use crate::Activation;
 
 /// An element type the flex kernels compute in.
 trait FlexReal: Real + Element + bytemuck::Pod {}
@@ -96,6 +97,7 @@ fn batch_norm_train_fused<E: FlexReal>(
     gamma: FlexTensor,
     beta: FlexTensor,
     epsilon: f64,
+    activation: Option<Activation>,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let shape = x.shape();
     let d = channel_dims(&shape);
@@ -105,7 +107,7 @@ fn batch_norm_train_fused<E: FlexReal>(
     let scale: Vec<f64> = (to_f64::<E>(gamma).iter().zip(&var))
         .map(|(g, v)| g / (v + epsilon).sqrt())
         .collect();
-    let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta));
+    let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta), activation);
     let mut out = vec![E::from_f64(0.0); shape.num_elements()];
     cpu::apply_channel_affine(&mut out, Some(input), d, &k);
     (
@@ -119,16 +121,16 @@ fn batch_norm_eval_fused<E: FlexReal>(
     x: FlexTensor,
     gamma: FlexTensor,
     beta: FlexTensor,
-    mean: FlexTensor,
-    var: FlexTensor,
+    (mean, var): (FlexTensor, FlexTensor),
     epsilon: f64,
+    activation: Option<Activation>,
 ) -> FlexTensor {
     let d = channel_dims(&x.shape());
     let mean = to_f64::<E>(mean);
     let scale: Vec<f64> = (to_f64::<E>(gamma).iter().zip(&to_f64::<E>(var)))
         .map(|(g, v)| g / (v + epsilon).sqrt())
         .collect();
-    let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta));
+    let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta), activation);
     write_over::<E>(x, |out, src| cpu::apply_channel_affine(out, src, d, &k))
 }
 
@@ -141,7 +143,18 @@ fn batch_norm_fused_backward<E: FlexReal>(
     epsilon: f64,
     dy: FlexTensor,
     batch_stats: bool,
+    activated: Option<(Activation, FlexTensor)>,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
+    // The gradient before the activation, over dy's buffer where it can be.
+    let dy = match activated {
+        Some((activation, y)) => {
+            let y = contiguous(y);
+            write_over::<E>(dy, |out, dy| {
+                cpu::apply_activation_grad(out, values::<E>(&y), dy, activation)
+            })
+        }
+        None => dy,
+    };
     let d = channel_dims(&x.shape());
     let m = (d.n * d.s) as f64;
     let x = contiguous(x);
@@ -246,11 +259,16 @@ impl NormKernels for Flex {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         match kernel_dtype(&[&x, &gamma, &beta]) {
-            Some(DType::F32) => batch_norm_train_fused::<f32>(x, gamma, beta, epsilon),
-            Some(DType::F64) => batch_norm_train_fused::<f64>(x, gamma, beta, epsilon),
-            _ => composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon),
+            Some(DType::F32) => batch_norm_train_fused::<f32>(x, gamma, beta, epsilon, activation),
+            Some(DType::F64) => batch_norm_train_fused::<f64>(x, gamma, beta, epsilon, activation),
+            _ => {
+                let (y, mean, var) =
+                    composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon);
+                (composed::activate::<Self>(y, activation), mean, var)
+            }
         }
     }
 
@@ -261,11 +279,17 @@ impl NormKernels for Flex {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> FloatTensor<Self> {
-        match kernel_dtype(&[&x, &gamma, &beta, &mean, &var]) {
-            Some(DType::F32) => batch_norm_eval_fused::<f32>(x, gamma, beta, mean, var, epsilon),
-            Some(DType::F64) => batch_norm_eval_fused::<f64>(x, gamma, beta, mean, var, epsilon),
-            _ => composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon),
+        let (stats, act) = ((mean, var), activation);
+        match kernel_dtype(&[&x, &gamma, &beta, &stats.0, &stats.1]) {
+            Some(DType::F32) => batch_norm_eval_fused::<f32>(x, gamma, beta, stats, epsilon, act),
+            Some(DType::F64) => batch_norm_eval_fused::<f64>(x, gamma, beta, stats, epsilon, act),
+            _ => {
+                let (mean, var) = stats;
+                let y = composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon);
+                composed::activate::<Self>(y, act)
+            }
         }
     }
 
@@ -293,23 +317,22 @@ impl NormGradKernels for Flex {
         epsilon: f64,
         dy: FloatTensor<Self>,
         batch_stats: bool,
+        activated: Option<(Activation, FloatTensor<Self>)>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        match kernel_dtype(&[&x, &gamma, &mean, &var, &dy]) {
+        let stats = batch_stats;
+        let mut tensors = vec![&x, &gamma, &mean, &var, &dy];
+        tensors.extend(activated.as_ref().map(|(_, y)| y));
+        match kernel_dtype(&tensors) {
             Some(DType::F32) => {
-                batch_norm_fused_backward::<f32>(x, gamma, mean, var, epsilon, dy, batch_stats)
+                batch_norm_fused_backward::<f32>(x, gamma, mean, var, epsilon, dy, stats, activated)
             }
             Some(DType::F64) => {
-                batch_norm_fused_backward::<f64>(x, gamma, mean, var, epsilon, dy, batch_stats)
+                batch_norm_fused_backward::<f64>(x, gamma, mean, var, epsilon, dy, stats, activated)
             }
-            _ => composed::batch_norm_fused_backward::<Self>(
-                x,
-                gamma,
-                mean,
-                var,
-                epsilon,
-                dy,
-                batch_stats,
-            ),
+            _ => {
+                let dz = composed::activation_backward::<Self>(dy, activated);
+                composed::batch_norm_fused_backward::<Self>(x, gamma, mean, var, epsilon, dz, stats)
+            }
         }
     }
 

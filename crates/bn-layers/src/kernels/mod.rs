@@ -3,8 +3,8 @@
 //!
 //! | op | layers | statistics per |
 //! |---|---|---|
-//! | `batch_norm_train_fused` | BatchNorm (training), SyncBatchNorm's local part | channel |
-//! | `batch_norm_eval_fused` | BatchNorm and InstanceNorm with running statistics | (given) |
+//! | `batch_norm_train_fused` | BatchNorm and BatchNormAct (training) | channel |
+//! | `batch_norm_eval_fused` | BatchNorm, BatchNormAct and InstanceNorm with running statistics | (given) |
 //! | `group_norm_fused` | GroupNorm, InstanceNorm (`G = C`), LayerNorm (`[M, K]` as `[M, K, 1]`, `G = 1`) | row of a group |
 //!
 //! Backends: flex runs hand-written kernels ([`flex`]: rayon over channels or rows, one or
@@ -14,7 +14,9 @@
 //! `r = 1/sqrt(var + eps)` and `m` values per statistic:
 //! - batch statistics: `dx = γr (dy - Σdy/m - x̂ Σ(dy·x̂)/m)`, `dγ = Σ dy·x̂`, `dβ = Σ dy`;
 //! - running statistics (constants): `dx = γr dy`, same `dγ`, `dβ`;
-//! - group norm: `g = dy·γ`, `dx = r (g - mean(g) - x̂ mean(g·x̂))` per row.
+//! - group norm: `g = dy·γ`, `dx = r (g - mean(g) - x̂ mean(g·x̂))` per row;
+//! - an activation after BatchNorm ([`Activation`]): `dy` becomes `dy·f'(z)`, computed from the
+//!   op's output `y = f(z)`, which the node then keeps, before the formulas above.
 
 // The generated dispatch names NdArray, deprecated upstream but still one of our backends.
 #![allow(deprecated)]
@@ -32,6 +34,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDeviceId, backend_extension};
 use burn::tensor::{Device, Tensor};
 
+use crate::Activation;
+
 /// The normalization ops of this crate's fused path, as a Burn backend extension.
 ///
 /// Flex overrides every op with a CPU kernel (f32 and f64), and Cube with GPU kernels (f32);
@@ -46,18 +50,23 @@ use burn::tensor::{Device, Tensor};
 )]
 pub trait NormKernels: Backend {
     /// `(y, mean, biased variance)` of `x: [N, C, ...]` normalized per channel over the
-    /// batch and every position, scaled by `gamma` and shifted by `beta` (`[C]` each).
+    /// batch and every position, scaled by `gamma` and shifted by `beta` (`[C]` each), then
+    /// passed through `activation` if there is one.
     fn batch_norm_train_fused(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon)
+        let (y, mean, var) = composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon);
+        (composed::activate::<Self>(y, activation), mean, var)
     }
 
-    /// `y = (x - mean) / sqrt(var + eps) · gamma + beta` per channel of `x: [N, C, ...]`
-    /// with given statistics (`[C]` each, treated as constants).
+    /// `y = f((x - mean) / sqrt(var + eps) · gamma + beta)` per channel of `x: [N, C, ...]`
+    /// with given statistics (`[C]` each, treated as constants), `f` the `activation` or the
+    /// identity.
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_eval_fused(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -65,8 +74,10 @@ pub trait NormKernels: Backend {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> FloatTensor<Self> {
-        composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon)
+        let y = composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon);
+        composed::activate::<Self>(y, activation)
     }
 
     /// `(y, mean, biased variance)` of `x: [N, C, ...]` normalized per sample and group of
@@ -88,6 +99,7 @@ pub trait NormKernels: Backend {
 pub trait NormGradKernels: Backend {
     /// Backward of [`NormKernels::batch_norm_train_fused`] (`batch_stats`) or
     /// [`NormKernels::batch_norm_eval_fused`] (`!batch_stats`: the statistics are constants).
+    /// `activated` is the forward's activation with the op's output, when it had one.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_fused_backward(
         x: FloatTensor<Self>,
@@ -97,8 +109,10 @@ pub trait NormGradKernels: Backend {
         epsilon: f64,
         dy: FloatTensor<Self>,
         batch_stats: bool,
+        activated: Option<(Activation, FloatTensor<Self>)>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        composed::batch_norm_fused_backward::<Self>(x, gamma, mean, var, epsilon, dy, batch_stats)
+        let dz = composed::activation_backward::<Self>(dy, activated);
+        composed::batch_norm_fused_backward::<Self>(x, gamma, mean, var, epsilon, dz, batch_stats)
     }
 
     /// Backward of [`NormKernels::group_norm_fused`].
@@ -141,12 +155,14 @@ pub(crate) fn batch_norm_train_fused<const D: usize>(
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
+    activation: Option<Activation>,
 ) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
     let (y, mean, var) = <Dispatch as NormKernels>::batch_norm_train_fused(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         epsilon,
+        activation,
     );
     (
         Tensor::from_dispatch(y),
@@ -163,6 +179,7 @@ pub(crate) fn batch_norm_eval_fused<const D: usize>(
     mean: Tensor<1>,
     var: Tensor<1>,
     epsilon: f64,
+    activation: Option<Activation>,
 ) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as NormKernels>::batch_norm_eval_fused(
         x.into_dispatch(),
@@ -171,6 +188,7 @@ pub(crate) fn batch_norm_eval_fused<const D: usize>(
         mean.into_dispatch(),
         var.into_dispatch(),
         epsilon,
+        activation,
     ))
 }
 

@@ -3,10 +3,12 @@
 //! algorithm in Burn's tensor ops differentiated op by op, on the shapes and inputs where
 //! kernels go wrong: one channel, one position, two samples, a transposed (non-contiguous)
 //! input, and large means with tiny spreads. Outputs, input gradients and γ/β gradients of
-//! `sum(y · dy)` are compared, and BatchNorm's running statistics.
+//! `sum(y · dy)` are compared, and BatchNorm's running statistics. BatchNormAct's composed
+//! path is BatchNorm's followed by Burn's own sigmoid or ReLU.
 
 use bn_layers::{
-    BatchNormConfig, ComputePath, GroupNormConfig, InstanceNormConfig, LayerNormConfig,
+    Activation, BatchNormActConfig, BatchNormConfig, ComputePath, GroupNormConfig,
+    InstanceNormConfig, LayerNormConfig,
 };
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -123,6 +125,44 @@ fn batch_norm_case<const D: usize>(shape: [usize; D], transpose: bool, device: &
     }
 }
 
+fn batch_norm_act_case<const D: usize>(shape: [usize; D], transpose: bool, device: &Device) {
+    let c = shape[1];
+    let param = |values: Vec<f64>| {
+        Param::from_tensor(Tensor::<1>::from_data(TensorData::new(values, [c]), device))
+    };
+    for activation in [Activation::Sigmoid, Activation::Relu] {
+        for (label, offset, spread) in INPUTS {
+            let x = values(shape.iter().product(), 4, offset, spread);
+            let mut results = Vec::new();
+            for path in [ComputePath::Fused, ComputePath::Composed] {
+                let norm = BatchNormConfig::new(c).with_path(path);
+                let mut layer = BatchNormActConfig::new(norm)
+                    .with_activation(activation)
+                    .init(device);
+                // Scales of both signs and up to 2.5, so the sigmoid reaches its flat tails.
+                layer.norm.gamma = Some(param(values(c, 5, 0.5, 2.0)));
+                layer.norm.beta = Some(param(values(c, 6, 0.0, 1.0)));
+                let bn = &layer.norm;
+                let params = [bn.gamma.as_ref().unwrap(), bn.beta.as_ref().unwrap()];
+                let mut train = run(&x, shape, transpose, device, &params, |x| layer.forward(x));
+                let (mean, var) = bn.running_stats().unwrap();
+                train.extend([host(mean), host(var)]);
+                let eval = bn_layers::set_training(layer.clone(), false);
+                let bn = &eval.norm;
+                let params = [bn.gamma.as_ref().unwrap(), bn.beta.as_ref().unwrap()];
+                train.extend(run(&x, shape, transpose, device, &params, |x| {
+                    eval.forward(x)
+                }));
+                results.push(train);
+            }
+            let what =
+                format!("BatchNormAct({activation}) {shape:?} transposed={transpose} {label}");
+            let tol = tolerance(device, offset, spread);
+            assert_agree(&results[0], &results[1], tol, &what);
+        }
+    }
+}
+
 fn group_norm_case<const D: usize>(
     shape: [usize; D],
     groups: usize,
@@ -158,6 +198,15 @@ pub fn batch_norm_kernels_match(device: &Device) {
     batch_norm_case([3, 1, 5], false, device);
     batch_norm_case([2, 3, 7, 5], true, device);
     batch_norm_case([2, 2, 3, 1, 4], false, device);
+}
+
+/// BatchNormAct with each activation (training, then evaluation), on odd shapes and on one
+/// that spans several rayon tasks.
+pub fn batch_norm_act_kernels_match(device: &Device) {
+    batch_norm_act_case([2, 3], true, device);
+    batch_norm_act_case([3, 2, 5], false, device);
+    batch_norm_act_case([2, 3, 7, 5], true, device);
+    batch_norm_act_case([40, 3, 24, 24], false, device);
 }
 
 /// GroupNorm from one group to one channel per group, one position per group included.

@@ -3,10 +3,12 @@
 
 use rayon::prelude::*;
 
+use super::activation::relu;
 use super::{
     Centre, MIN_TASK, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run,
     sum_run2,
 };
+use crate::Activation;
 
 /// Shape of a per-channel (BatchNorm) view: `[n, c, s]`.
 #[derive(Clone, Copy, Debug)]
@@ -88,19 +90,27 @@ fn sum_rows<E: Real>(
         .reduce(|| vec![0.0; c], add_vectors)
 }
 
-/// Per-channel `y = (x - mean) · scale + shift`, the coefficients in the input's precision.
+/// Per-channel `y = f((x - mean) · scale + shift)`, the coefficients in the input's
+/// precision, `f` an activation or the identity.
 pub(crate) struct ChannelAffine<E> {
     centre: Vec<Centre<E>>,
     scale: Vec<E>,
     shift: Vec<E>,
+    activation: Option<Activation>,
 }
 
 impl<E: Real> ChannelAffine<E> {
-    pub(crate) fn new(mean: &[f64], scale: &[f64], shift: &[f64]) -> Self {
+    pub(crate) fn new(
+        mean: &[f64],
+        scale: &[f64],
+        shift: &[f64],
+        activation: Option<Activation>,
+    ) -> Self {
         Self {
             centre: mean.iter().map(|&m| Centre::new(m)).collect(),
             scale: scale.iter().map(|&v| E::from_f64(v)).collect(),
             shift: shift.iter().map(|&v| E::from_f64(v)).collect(),
+            activation,
         }
     }
 }
@@ -166,10 +176,22 @@ impl<E: Real> SimdKernel for AffineTask<'_, E> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        // One copy of the loops per activation, each with `f` inlined (and vectorized).
+        match self.2.activation {
+            None => self.run_with(|z| z),
+            Some(Activation::Relu) => self.run_with(relu),
+            Some(Activation::Sigmoid) => self.run_with(E::sigmoid),
+        }
+    }
+}
+
+impl<E: Real> AffineTask<'_, E> {
+    #[inline(always)]
+    fn run_with(self, f: impl Fn(E) -> E + Copy) {
         let AffineTask(out, src, k, first_run, run, channels) = self;
         for (i, out) in out.chunks_mut(run).enumerate() {
             let src = src.map(|src| &src[i * run..][..out.len()]);
-            affine_run(out, src, k, channels.map(|c| (first_run + i) % c));
+            affine_run(out, src, k, channels.map(|c| (first_run + i) % c), f);
         }
     }
 }
@@ -180,23 +202,24 @@ fn affine_run<E: Real>(
     src: Option<&[E]>,
     k: &ChannelAffine<E>,
     channel: Option<usize>,
+    f: impl Fn(E) -> E + Copy,
 ) {
     match channel {
         Some(ch) => {
             let (centre, a, b) = (k.centre[ch], k.scale[ch], k.shift[ch]);
-            map_run(out, src, |x| centre.apply(x) * a + b);
+            map_run(out, src, |x| f(centre.apply(x) * a + b));
         }
         None => {
             let coefficients = k.centre.iter().zip(&k.scale).zip(&k.shift);
             match src {
                 Some(src) => {
                     for ((o, &x), ((centre, &a), &b)) in out.iter_mut().zip(src).zip(coefficients) {
-                        *o = centre.apply(x) * a + b;
+                        *o = f(centre.apply(x) * a + b);
                     }
                 }
                 None => {
                     for (o, ((centre, &a), &b)) in out.iter_mut().zip(coefficients) {
-                        *o = centre.apply(*o) * a + b;
+                        *o = f(centre.apply(*o) * a + b);
                     }
                 }
             }

@@ -17,10 +17,12 @@ use std::ops::{Add, Mul, Sub};
 
 /// The float types the CPU kernels compute in.
 pub(crate) trait Real:
-    Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self>
+    Copy + Send + Sync + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self>
 {
     fn from_f64(value: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// The logistic sigmoid ([`activation`]).
+    fn sigmoid(self) -> Self;
 }
 
 impl Real for f32 {
@@ -32,6 +34,10 @@ impl Real for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        activation::sigmoid_f32(self)
+    }
 }
 
 impl Real for f64 {
@@ -42,6 +48,10 @@ impl Real for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        activation::sigmoid_f64(self)
     }
 }
 
@@ -283,11 +293,13 @@ fn map_run2<E: Real>(out: &mut [E], x: &[E], dy: Option<&[E]>, f: impl Fn(E, E) 
     }
 }
 
+mod activation;
 mod channel;
 mod row;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use activation::apply_activation_grad;
 pub(crate) use channel::{
     ChannelAffine, ChannelDims, ChannelGrad, apply_channel_affine, apply_channel_grad,
     channel_grad_sums, channel_moments,

@@ -206,7 +206,7 @@ fn channel_affine_over_several_tasks_matches_the_formula() {
     };
     let x = data(d.n * d.c * d.s, 9, 3.0, 2.0);
     let (mean, scale, shift) = ([3.0, 2.5, -1.0], [0.5, 2.0, 1.5], [0.1, -0.2, 0.3]);
-    let k = ChannelAffine::<f64>::new(&mean, &scale, &shift);
+    let k = ChannelAffine::<f64>::new(&mean, &scale, &shift, None);
     let mut out = vec![0.0; x.len()];
     apply_channel_affine(&mut out, Some(&x), d, &k);
     let mut in_place = x.clone();

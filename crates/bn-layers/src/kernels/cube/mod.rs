@@ -13,6 +13,8 @@
 //!   about the saved mean and re-centred by `Σ(x - μ)` (zero for the exact mean), as on flex.
 //! - **Outputs and `dx`**: one unit per value, the per-set coefficients computed once by a
 //!   small kernel with one unit per channel or row.
+//! - **Activations** after BatchNorm run as Cube's own `sigmoid`/`relu` ops and their
+//!   backwards, one more elementwise pass each way.
 //!
 //! No kernel binds more than six buffers (WebGPU guarantees eight storage buffers per stage
 //! and cubecl takes one), a cube has at most 256 units, and its shared memory is at most
@@ -32,6 +34,7 @@ use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::{NormGradKernels, NormKernels, composed};
+use crate::Activation;
 
 /// Whether `FloatTensor<Cube>` is `CubeTensor`: true unless Burn's `fusion` feature is on in
 /// the build (then `Cube` is `Fusion<CubeBackend>`, whose tensors are lazy `FusionTensor`s,
@@ -61,13 +64,16 @@ impl NormKernels for Cube {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        if !runs_kernels(&[&x, &gamma, &beta]) {
-            return composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon);
-        }
-        let (y, mean, var) =
-            host::batch_norm_train(retype(x), retype(gamma), retype(beta), epsilon);
-        (retype(y), retype(mean), retype(var))
+        let (y, mean, var) = if runs_kernels(&[&x, &gamma, &beta]) {
+            let (y, mean, var) =
+                host::batch_norm_train(retype(x), retype(gamma), retype(beta), epsilon);
+            (retype(y), retype(mean), retype(var))
+        } else {
+            composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon)
+        };
+        (composed::activate::<Self>(y, activation), mean, var)
     }
 
     fn batch_norm_eval_fused(
@@ -77,17 +83,20 @@ impl NormKernels for Cube {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
+        activation: Option<Activation>,
     ) -> FloatTensor<Self> {
-        if !runs_kernels(&[&x, &gamma, &beta, &mean, &var]) {
-            return composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon);
-        }
-        retype(host::batch_norm_eval(
-            retype(x),
-            (retype(gamma), retype(beta)),
-            retype(mean),
-            retype(var),
-            epsilon,
-        ))
+        let y = if runs_kernels(&[&x, &gamma, &beta, &mean, &var]) {
+            retype(host::batch_norm_eval(
+                retype(x),
+                (retype(gamma), retype(beta)),
+                retype(mean),
+                retype(var),
+                epsilon,
+            ))
+        } else {
+            composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon)
+        };
+        composed::activate::<Self>(y, activation)
     }
 
     fn group_norm_fused(
@@ -115,7 +124,9 @@ impl NormGradKernels for Cube {
         epsilon: f64,
         dy: FloatTensor<Self>,
         batch_stats: bool,
+        activated: Option<(Activation, FloatTensor<Self>)>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let dy = composed::activation_backward::<Self>(dy, activated);
         if !runs_kernels(&[&x, &gamma, &mean, &var, &dy]) {
             return composed::batch_norm_fused_backward::<Self>(
                 x,
