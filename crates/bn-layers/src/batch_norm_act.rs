@@ -142,7 +142,11 @@ mod tests {
     fn errors_are_batch_norms() {
         let bn = layer(Activation::Relu, ComputePath::Fused);
         let err = bn
-            .try_forward(tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3], &train_device()))
+            .try_forward(tensor(
+                [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                [2, 3],
+                &train_device(),
+            ))
             .unwrap_err();
         assert_eq!(err.kind(), "ChannelMismatch");
     }
