@@ -4,15 +4,17 @@ PyTorch on this machine, in one session. Writes the tables of docs/performance.m
 GENERATED markers; the hand-written analysis around them stays) and the raw JSON of every run
 into docs/performance/.
 
-    python3 benches/performance_report.py [--python VENV/bin/python] [--runs 3] [--no-training]
+    python3 benches/performance_report.py [--python VENV/bin/python] [--runs 3]
+        [--training-runs 3] [--no-training]
 
 Runs, in order:
   1. `runs` rounds of the layer benchmarks, each round PyTorch (benches/bench_norm.py) then
      ours from a plain binary (benches/norm_plain.rs: a plain `main`, the system allocator,
      burn's default features, flex). Both use the same harness and timing rule.
-  2. BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128), one epoch each:
-     shared/baselines/train_lenet.py and our main job (`--limit-test 128`, so evaluation
-     hardly counts, as PyTorch's timing leaves evaluation out).
+  2. `training-runs` rounds of BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128),
+     one epoch each, each round PyTorch then ours: shared/baselines/train_lenet.py and our
+     main job (`--limit-test 128`, so evaluation hardly counts, as PyTorch's timing leaves
+     evaluation out). The ratio is taken within each round.
 
 PyTorch must be importable by --python (default: $PYTHON, else python3). Without it:
     python3 -m venv .venv && .venv/bin/pip install torch numpy
@@ -114,6 +116,7 @@ def main():
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"),
                         help="the folder holding baselines/train_lenet.py")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--training-runs", type=int, default=3)
     parser.add_argument("--no-training", action="store_true",
                         help="skip the BN-LeNet training comparison (keeps its old table)")
     args = parser.parse_args()
@@ -136,20 +139,26 @@ def main():
     if not args.no_training:
         if not (shared / "baselines" / "train_lenet.py").is_file():
             sys.exit(f"error: {shared}/baselines/train_lenet.py not found; pass --shared DIR")
-        with tempfile.TemporaryDirectory() as tmp:
-            torch_ips = pytorch_training(args.python, shared, Path(tmp) / "lenet.json")
-            our_ips = our_training(Path(tmp) / "lenet")
+        torch_ips, our_ips = [], []
+        for _ in range(args.training_runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                torch_ips.append(pytorch_training(args.python, shared, Path(tmp) / "lenet.json"))
+                our_ips.append(our_training(Path(tmp) / "lenet"))
         (RAW / "training.json").write_text(json.dumps(
             {"pytorch_images_per_second": torch_ips, "ours_images_per_second": our_ips}, indent=1))
     training = json.loads((RAW / "training.json").read_text()) if (RAW / "training.json").exists() \
         else None
     if training:
         torch_ips, our_ips = training["pytorch_images_per_second"], training["ours_images_per_second"]
+        ratios = [o / t for o, t in zip(our_ips, torch_ips)]
         lines += ["", "BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128, 2 threads), one "
-                  "epoch of 60,000 images, training loop only (`docs/performance/training.json`):",
+                  f"epoch of 60,000 images, training loop only, {len(ratios)} rounds of PyTorch "
+                  "then ours, median (min–max); the ratio is taken within each round "
+                  "(`docs/performance/training.json`):",
                   "", "| | images/s | ours / PyTorch |", "|---|---|---|",
-                  f"| PyTorch (`train_lenet.py`) | {torch_ips:,.0f} | |",
-                  f"| ours, main job on flex | {our_ips:,.0f} | {our_ips / torch_ips:.2f} |"]
+                  f"| PyTorch (`train_lenet.py`) | {spread(torch_ips, '{:,.0f}')} | |",
+                  f"| ours, main job on flex | {spread(our_ips, '{:,.0f}')} | "
+                  f"{spread(ratios, '{:.2f}')} |"]
     text = "\n".join(lines)
     doc = ROOT / "docs" / "performance.md"
     old = doc.read_text() if doc.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
