@@ -86,12 +86,14 @@ fn scale_shift<B: Backend>(
     )
 }
 
-/// See [`NormKernels::batch_norm_train_fused`](super::NormKernels::batch_norm_train_fused).
+/// See [`NormKernels::batch_norm_train_fused`](super::NormKernels::batch_norm_train_fused); the
+/// activation in the backend's own op.
 pub(crate) fn batch_norm_train_fused<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
     beta: FloatTensor<B>,
     epsilon: f64,
+    activation: Option<Activation>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let shape = x.shape();
     let (view, _, m) = channel_views(&shape);
@@ -108,13 +110,14 @@ pub(crate) fn batch_norm_train_fused<B: Backend>(
     let y = scale_shift::<B>(centred, gamma, beta, rstd::<B>(var.clone(), epsilon));
     let mean = B::float_add(pivot, shifted_mean);
     (
-        B::float_reshape(y, shape),
+        activate::<B>(B::float_reshape(y, shape), activation),
         vector::<B>(mean),
         vector::<B>(var),
     )
 }
 
-/// See [`NormKernels::batch_norm_eval_fused`](super::NormKernels::batch_norm_eval_fused).
+/// See [`NormKernels::batch_norm_eval_fused`](super::NormKernels::batch_norm_eval_fused); the
+/// activation in the backend's own op.
 pub(crate) fn batch_norm_eval_fused<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
@@ -122,6 +125,7 @@ pub(crate) fn batch_norm_eval_fused<B: Backend>(
     mean: FloatTensor<B>,
     var: FloatTensor<B>,
     epsilon: f64,
+    activation: Option<Activation>,
 ) -> FloatTensor<B> {
     let shape = x.shape();
     let (view, per_channel, _) = channel_views(&shape);
@@ -130,10 +134,13 @@ pub(crate) fn batch_norm_eval_fused<B: Backend>(
         B::float_reshape(mean, per_channel.clone()),
     );
     let rstd = rstd::<B>(B::float_reshape(var, per_channel), epsilon);
-    B::float_reshape(scale_shift::<B>(centred, gamma, beta, rstd), shape)
+    let y = B::float_reshape(scale_shift::<B>(centred, gamma, beta, rstd), shape);
+    activate::<B>(y, activation)
 }
 
-/// See [`NormGradKernels::batch_norm_fused_backward`](super::NormGradKernels::batch_norm_fused_backward).
+/// See [`NormGradKernels::batch_norm_fused_backward`](super::NormGradKernels::batch_norm_fused_backward);
+/// the activation's backward in the backend's own op.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_fused_backward<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
@@ -142,7 +149,9 @@ pub(crate) fn batch_norm_fused_backward<B: Backend>(
     epsilon: f64,
     dy: FloatTensor<B>,
     batch_stats: bool,
+    activated: Option<(Activation, FloatTensor<B>)>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let dy = activation_backward::<B>(dy, activated);
     let shape = x.shape();
     let (view, per_channel, m) = channel_views(&shape);
     let per_m = Scalar::Float(1.0 / m as f64);

@@ -264,11 +264,7 @@ impl NormKernels for Flex {
         match kernel_dtype(&[&x, &gamma, &beta]) {
             Some(DType::F32) => batch_norm_train_fused::<f32>(x, gamma, beta, epsilon, activation),
             Some(DType::F64) => batch_norm_train_fused::<f64>(x, gamma, beta, epsilon, activation),
-            _ => {
-                let (y, mean, var) =
-                    composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon);
-                (composed::activate::<Self>(y, activation), mean, var)
-            }
+            _ => composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon, activation),
         }
     }
 
@@ -287,8 +283,7 @@ impl NormKernels for Flex {
             Some(DType::F64) => batch_norm_eval_fused::<f64>(x, gamma, beta, stats, epsilon, act),
             _ => {
                 let (mean, var) = stats;
-                let y = composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon);
-                composed::activate::<Self>(y, act)
+                composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon, act)
             }
         }
     }
@@ -329,10 +324,9 @@ impl NormGradKernels for Flex {
             Some(DType::F64) => {
                 batch_norm_fused_backward::<f64>(x, gamma, mean, var, epsilon, dy, stats, activated)
             }
-            _ => {
-                let dz = composed::activation_backward::<Self>(dy, activated);
-                composed::batch_norm_fused_backward::<Self>(x, gamma, mean, var, epsilon, dz, stats)
-            }
+            _ => composed::batch_norm_fused_backward::<Self>(
+                x, gamma, mean, var, epsilon, dy, stats, activated,
+            ),
         }
     }
 

@@ -59,8 +59,7 @@ pub trait NormKernels: Backend {
         epsilon: f64,
         activation: Option<Activation>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (y, mean, var) = composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon);
-        (composed::activate::<Self>(y, activation), mean, var)
+        composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon, activation)
     }
 
     /// `y = f((x - mean) / sqrt(var + eps) · gamma + beta)` per channel of `x: [N, C, ...]`
@@ -76,8 +75,7 @@ pub trait NormKernels: Backend {
         epsilon: f64,
         activation: Option<Activation>,
     ) -> FloatTensor<Self> {
-        let y = composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon);
-        composed::activate::<Self>(y, activation)
+        composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon, activation)
     }
 
     /// `(y, mean, biased variance)` of `x: [N, C, ...]` normalized per sample and group of
@@ -111,8 +109,16 @@ pub trait NormGradKernels: Backend {
         batch_stats: bool,
         activated: Option<(Activation, FloatTensor<Self>)>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let dz = composed::activation_backward::<Self>(dy, activated);
-        composed::batch_norm_fused_backward::<Self>(x, gamma, mean, var, epsilon, dz, batch_stats)
+        composed::batch_norm_fused_backward::<Self>(
+            x,
+            gamma,
+            mean,
+            var,
+            epsilon,
+            dy,
+            batch_stats,
+            activated,
+        )
     }
 
     /// Backward of [`NormKernels::group_norm_fused`].

@@ -3,7 +3,6 @@
 //! `f64`. Other dtypes, and shapes the kernels don't cover, take Burn's ops.
 
 use burn::backend::flex::{Flex, FlexTensor, Layout};
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Element, TensorMetadata};
 use burn::tensor::{Bytes, DType, Shape};
@@ -11,8 +10,8 @@ use burn::tensor::{Bytes, DType, Shape};
 use super::conv::{self, ConvDims};
 use super::pool::{self, Planes};
 use super::{
-    KERNEL, ModelGradKernels, ModelKernels, PADDING, STRIDE, burn_conv2d_valid_backward,
-    valid_options,
+    ModelGradKernels, ModelKernels, burn_avg_pool_2x2, burn_avg_pool_2x2_backward,
+    burn_conv2d_valid_backward,
 };
 
 /// An element type the kernels compute in.
@@ -127,18 +126,11 @@ impl ModelKernels for Flex {
         match kernel_dtype(&[&x]) {
             Some(DType::F32) => avg_pool_2x2::<f32>(x),
             Some(DType::F64) => avg_pool_2x2::<f64>(x),
-            _ => Self::avg_pool2d(x, KERNEL, STRIDE, PADDING, true, false),
+            _ => burn_avg_pool_2x2::<Self>(x),
         }
     }
 
-    fn conv2d_valid(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        // Flex's own forward is fast at the model's shapes; only its backward is replaced.
-        Self::conv2d(x, weight, Some(bias), valid_options())
-    }
+    // `conv2d_valid`: flex's own forward (the trait's default), fast at the model's shapes.
 }
 
 impl ModelGradKernels for Flex {
@@ -146,7 +138,7 @@ impl ModelGradKernels for Flex {
         match kernel_dtype(&[&x, &dy]) {
             Some(DType::F32) => avg_pool_2x2_backward::<f32>(x.shape(), dy),
             Some(DType::F64) => avg_pool_2x2_backward::<f64>(x.shape(), dy),
-            _ => Self::avg_pool2d_backward(x, dy, KERNEL, STRIDE, PADDING, true, false),
+            _ => burn_avg_pool_2x2_backward::<Self>(x, dy),
         }
     }
 

@@ -47,7 +47,7 @@ pub trait ModelKernels: Backend {
     /// 2×2 average pooling with stride 2 and no padding of `x: [N, C, H, W]`, giving
     /// `[N, C, H/2, W/2]` (rounded down): Burn's `AvgPool2d` with kernel and stride `[2, 2]`.
     fn avg_pool_2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::avg_pool2d(x, KERNEL, STRIDE, PADDING, true, false)
+        burn_avg_pool_2x2::<Self>(x)
     }
 
     /// `conv(x, weight) + bias` with stride 1, no padding, no dilation and one group:
@@ -66,7 +66,7 @@ pub trait ModelKernels: Backend {
 pub trait ModelGradKernels: Backend {
     /// `dx` of [`ModelKernels::avg_pool_2x2`] for the output gradient `dy`, `x` its input.
     fn avg_pool_2x2_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::avg_pool2d_backward(x, dy, KERNEL, STRIDE, PADDING, true, false)
+        burn_avg_pool_2x2_backward::<Self>(x, dy)
     }
 
     /// `(dx, dweight, dbias)` of [`ModelKernels::conv2d_valid`] for the output gradient
@@ -84,6 +84,16 @@ pub trait ModelGradKernels: Backend {
     ) {
         burn_conv2d_valid_backward::<Self>(x, weight, bias, dy, with_dx)
     }
+}
+
+/// [`ModelKernels::avg_pool_2x2`] as Burn's own `avg_pool2d`.
+fn burn_avg_pool_2x2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::avg_pool2d(x, KERNEL, STRIDE, PADDING, true, false)
+}
+
+/// [`ModelGradKernels::avg_pool_2x2_backward`] as Burn's own `avg_pool2d_backward`.
+fn burn_avg_pool_2x2_backward<B: Backend>(x: FloatTensor<B>, dy: FloatTensor<B>) -> FloatTensor<B> {
+    B::avg_pool2d_backward(x, dy, KERNEL, STRIDE, PADDING, true, false)
 }
 
 /// [`ModelGradKernels::conv2d_valid_backward`] in Burn's own backward ops.

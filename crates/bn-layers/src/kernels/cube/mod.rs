@@ -66,14 +66,13 @@ impl NormKernels for Cube {
         epsilon: f64,
         activation: Option<Activation>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (y, mean, var) = if runs_kernels(&[&x, &gamma, &beta]) {
-            let (y, mean, var) =
-                host::batch_norm_train(retype(x), retype(gamma), retype(beta), epsilon);
-            (retype(y), retype(mean), retype(var))
-        } else {
-            composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon)
-        };
-        (composed::activate::<Self>(y, activation), mean, var)
+        if !runs_kernels(&[&x, &gamma, &beta]) {
+            return composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon, activation);
+        }
+        let (y, mean, var) =
+            host::batch_norm_train(retype(x), retype(gamma), retype(beta), epsilon);
+        let y = composed::activate::<Self>(retype(y), activation);
+        (y, retype(mean), retype(var))
     }
 
     fn batch_norm_eval_fused(
@@ -85,18 +84,20 @@ impl NormKernels for Cube {
         epsilon: f64,
         activation: Option<Activation>,
     ) -> FloatTensor<Self> {
-        let y = if runs_kernels(&[&x, &gamma, &beta, &mean, &var]) {
-            retype(host::batch_norm_eval(
-                retype(x),
-                (retype(gamma), retype(beta)),
-                retype(mean),
-                retype(var),
-                epsilon,
-            ))
-        } else {
-            composed::batch_norm_eval_fused::<Self>(x, gamma, beta, mean, var, epsilon)
-        };
-        composed::activate::<Self>(y, activation)
+        if !runs_kernels(&[&x, &gamma, &beta, &mean, &var]) {
+            let act = activation;
+            return composed::batch_norm_eval_fused::<Self>(
+                x, gamma, beta, mean, var, epsilon, act,
+            );
+        }
+        let y = host::batch_norm_eval(
+            retype(x),
+            (retype(gamma), retype(beta)),
+            retype(mean),
+            retype(var),
+            epsilon,
+        );
+        composed::activate::<Self>(retype(y), activation)
     }
 
     fn group_norm_fused(
@@ -136,6 +137,7 @@ impl NormGradKernels for Cube {
                 epsilon,
                 dy,
                 batch_stats,
+                None,
             );
         }
         let (dx, dgamma, dbeta) = host::batch_norm_backward(
