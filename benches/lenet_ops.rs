@@ -19,22 +19,24 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AvgPool2dConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 
-/// Milliseconds of one fwd+bwd step of `op` on `x`.
-fn step(x: &Tensor<4>, op: &impl Fn(Tensor<4>) -> Tensor<4>) -> f64 {
+/// Milliseconds of one step of `op` on `x`: the forward, then the backward when `backward`.
+fn step(x: &Tensor<4>, op: &impl Fn(Tensor<4>) -> Tensor<4>, backward: bool) -> f64 {
     let start = Instant::now();
     let y = op(x.clone());
-    let dy = y.ones_like();
-    let _grads = (y * dy).sum().backward();
+    if backward {
+        let dy = y.ones_like();
+        let _grads = (y * dy).sum().backward();
+    }
     start.elapsed().as_secs_f64() * 1e3
 }
 
 /// The lowest of 5 trial medians of `step`.
-fn time(x: &Tensor<4>, op: impl Fn(Tensor<4>) -> Tensor<4>) -> f64 {
+fn time(x: &Tensor<4>, op: impl Fn(Tensor<4>) -> Tensor<4>, backward: bool) -> f64 {
     (0..5)
         .map(|_| {
             let (mut times, started) = (Vec::new(), Instant::now());
             while times.len() < 20 || started.elapsed().as_secs_f64() < 0.3 {
-                times.push(step(x, &op));
+                times.push(step(x, &op, backward));
             }
             times.sort_by(f64::total_cmp);
             times[times.len() / 2]
@@ -55,33 +57,42 @@ fn main() {
     // freed one raises its threshold; whichever implementation ran first would pay that.
     // One step of every op first leaves the allocator as the main job does.
     let warm_up = |shape: [usize; 4], track: bool, op: &dyn Fn(Tensor<4>) -> Tensor<4>| {
-        step(&input(shape, track), &op);
+        step(&input(shape, track), &op, true);
     };
     warm_up([128, 1, 28, 28], false, &|x| conv1.forward(x));
     warm_up([128, 6, 12, 12], true, &|x| conv2.forward(x));
     warm_up([128, 6, 24, 24], true, &|x| pool.forward(x));
-    println!("op (fwd+bwd, batch 128)\tbn_models::kernels ms\tBurn's module ms\tratio");
-    let report = |label: &str, ours: f64, burn: f64| {
-        println!("{label}\t{ours:.3}\t{burn:.3}\t{:.2}", ours / burn);
+    println!("op (batch 128)\tpass\tbn_models::kernels ms\tBurn's module ms\tratio");
+    let report = |label: &str,
+                  x: &Tensor<4>,
+                  ours: &dyn Fn(Tensor<4>) -> Tensor<4>,
+                  burn: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        for (pass, backward) in [("fwd", false), ("fwd+bwd", true)] {
+            let (ours, burn) = (time(x, ours, backward), time(x, burn, backward));
+            println!("{label}\t{pass}\t{ours:.3}\t{burn:.3}\t{:.2}", ours / burn);
+        }
     };
     let x = input([128, 1, 28, 28], false); // the images: no input gradient
     report(
         "conv1 6@5x5 on [128,1,28,28]",
-        time(&x, |x| conv2d(&conv1, x)),
-        time(&x, |x| conv1.forward(x)),
+        &x,
+        &|x| conv2d(&conv1, x),
+        &|x| conv1.forward(x),
     );
     let x = input([128, 6, 12, 12], true);
     report(
         "conv2 16@5x5 on [128,6,12,12]",
-        time(&x, |x| conv2d(&conv2, x)),
-        time(&x, |x| conv2.forward(x)),
+        &x,
+        &|x| conv2d(&conv2, x),
+        &|x| conv2.forward(x),
     );
     for shape in [[128, 6, 24, 24], [128, 16, 8, 8]] {
         let x = input(shape, true);
         report(
             &format!("avg pool 2x2 on {shape:?}"),
-            time(&x, avg_pool_2x2),
-            time(&x, |x| pool.forward(x)),
+            &x,
+            &avg_pool_2x2,
+            &|x| pool.forward(x),
         );
     }
 }

@@ -34,6 +34,8 @@ struct Args {
 
 fn main() -> Result<(), String> {
     let args = Args::parse();
+    // As the main job: the loop runs the CPU kernels with rayon's pool.
+    burn_batchnorm::run_on_cpu_pool();
     let config = TrainConfig::new()
         .with_momentum(0.0)
         .with_schedule(LrSchedule::Constant)

@@ -21,7 +21,7 @@ use bn_train::{
 };
 use burn::tensor::Device;
 use burn_batchnorm::experiment::{announce_device, exit_code};
-use burn_batchnorm::{BackendKind, cli};
+use burn_batchnorm::{BackendKind, cli, run_on_cpu_pool};
 use clap::{Parser, ValueEnum};
 
 /// Train BN-LeNet on Fashion-MNIST.
@@ -160,7 +160,12 @@ fn data_parallel(
 }
 
 fn main() -> ExitCode {
-    exit_code(run(Args::parse()))
+    let args = Args::parse();
+    if args.devices == 1 {
+        // One thread drives the training: let it run the CPU kernels with the pool.
+        run_on_cpu_pool();
+    }
+    exit_code(run(args))
 }
 
 fn run(args: Args) -> Result<(), String> {

@@ -88,3 +88,23 @@ pub fn select_device() -> Device {
         .device()
         .expect("the feature-selected backend is compiled in")
 }
+
+/// Makes the calling thread worker 0 of rayon's global pool, the pool flex's kernels run on,
+/// with the pool's default size (one thread per core). Returns whether it did: `false` when
+/// the pool already exists (something used rayon first), which changes nothing but speed.
+///
+/// A thread outside the pool hands every parallel kernel to the pool's workers and sleeps
+/// until they finish, so between kernels the workers wake and sleep again, and one thread
+/// more than the cores competes for them. A training loop running on worker 0 starts each
+/// kernel on its own thread and shares it with the others, as PyTorch's OpenMP threads do.
+/// `docs/performance.md` measures what this buys the main job.
+///
+/// Call it first in `main`, and only where one thread drives the training: a thread that
+/// joins the pool this way runs the pool's work only inside its own parallel calls, so
+/// threads of their own (the data-parallel replicas) would be left with one worker fewer.
+pub fn run_on_cpu_pool() -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+        .is_ok()
+}

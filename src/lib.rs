@@ -14,7 +14,7 @@ pub mod cli;
 pub mod conformance;
 pub mod experiment;
 
-pub use backend::{BackendKind, select_device};
+pub use backend::{BackendKind, run_on_cpu_pool, select_device};
 
 /// The README's Rust example, compiled and run as a doctest so it stays true.
 #[doc = include_str!("../README.md")]

@@ -11,7 +11,7 @@ use super::conv::{self, ConvDims};
 use super::pool::{self, Planes};
 use super::{
     ModelGradKernels, ModelKernels, burn_avg_pool_2x2, burn_avg_pool_2x2_backward,
-    burn_conv2d_valid_backward,
+    burn_conv2d_valid, burn_conv2d_valid_backward,
 };
 
 /// An element type the kernels compute in.
@@ -98,6 +98,13 @@ fn conv_dims(x: &Shape, weight: &Shape) -> ConvDims {
     }
 }
 
+fn conv2d_valid<E: FlexReal>(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    let d = conv_dims(&x.shape(), &weight.shape());
+    let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+    let y = conv::conv2d_forward(values::<E>(&x), values::<E>(&weight), values::<E>(&bias), d);
+    tensor(y, Shape::new([d.n, d.co, d.h + 1 - d.kh, d.w + 1 - d.kw]))
+}
+
 fn conv2d_valid_backward<E: FlexReal>(
     x: FlexTensor,
     weight: FlexTensor,
@@ -130,7 +137,20 @@ impl ModelKernels for Flex {
         }
     }
 
-    // `conv2d_valid`: flex's own forward (the trait's default), fast at the model's shapes.
+    fn conv2d_valid(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let empty = [x.shape(), weight.shape()]
+            .iter()
+            .any(|shape| shape.num_elements() == 0);
+        match kernel_dtype(&[&x, &weight, &bias]) {
+            Some(DType::F32) if !empty => conv2d_valid::<f32>(x, weight, bias),
+            Some(DType::F64) if !empty => conv2d_valid::<f64>(x, weight, bias),
+            _ => burn_conv2d_valid::<Self>(x, weight, bias),
+        }
+    }
 }
 
 impl ModelGradKernels for Flex {

@@ -58,7 +58,7 @@ pub trait ModelKernels: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, Some(bias), valid_options())
+        burn_conv2d_valid::<Self>(x, weight, bias)
     }
 }
 
@@ -94,6 +94,15 @@ fn burn_avg_pool_2x2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
 /// [`ModelGradKernels::avg_pool_2x2_backward`] as Burn's own `avg_pool2d_backward`.
 fn burn_avg_pool_2x2_backward<B: Backend>(x: FloatTensor<B>, dy: FloatTensor<B>) -> FloatTensor<B> {
     B::avg_pool2d_backward(x, dy, KERNEL, STRIDE, PADDING, true, false)
+}
+
+/// [`ModelKernels::conv2d_valid`] as Burn's own `conv2d`.
+fn burn_conv2d_valid<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::conv2d(x, weight, Some(bias), valid_options())
 }
 
 /// [`ModelGradKernels::conv2d_valid_backward`] in Burn's own backward ops.
