@@ -5,7 +5,7 @@
 //! | op | forward | backward |
 //! |---|---|---|
 //! | `avg_pool_2x2` | kernel: rayon over planes, one read of the input | kernel: every `dx` written once |
-//! | `conv2d_valid` (stride 1, no padding) | Burn's `conv2d` | kernel: im2col per few samples, long dot products, rayon over samples |
+//! | `conv2d_valid` (stride 1, no padding) | kernel: direct, channel × strip blocks in registers, rayon over samples | kernel: direct, `dW` and `dx` blocks in registers, one rayon task per thread |
 //!
 //! Flex runs the kernels (`f32`, `f64`); every other backend, and other dtypes, run Burn's
 //! own ops and their backwards.

@@ -1,5 +1,5 @@
 //! A 2-D convolution with stride 1, no padding, no dilation and one group, on contiguous
-//! NCHW slices: its [`forward`] computed directly, its [`backward`] through im2col.
+//! NCHW slices, [`forward`] and [`backward`], both computed directly from the input (no im2col).
 
 mod backward;
 mod forward;
