@@ -66,6 +66,11 @@ fn kernel_dtype(tensors: &[&FlexTensor]) -> Option<DType> {
         .then_some(dtype)
 }
 
+/// Whether any of the tensors has no elements (the kernels leave those to Burn's ops).
+fn any_empty(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().any(|t| t.shape().num_elements() == 0)
+}
+
 fn planes(shape: &Shape) -> Planes {
     Planes {
         count: shape[0] * shape[1],
@@ -142,9 +147,7 @@ impl ModelKernels for Flex {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let empty = [x.shape(), weight.shape()]
-            .iter()
-            .any(|shape| shape.num_elements() == 0);
+        let empty = any_empty(&[&x, &weight]);
         match kernel_dtype(&[&x, &weight, &bias]) {
             Some(DType::F32) if !empty => conv2d_valid::<f32>(x, weight, bias),
             Some(DType::F64) if !empty => conv2d_valid::<f64>(x, weight, bias),
@@ -173,9 +176,7 @@ impl ModelGradKernels for Flex {
         FloatTensor<Self>,
         FloatTensor<Self>,
     ) {
-        let empty = [x.shape(), weight.shape()]
-            .iter()
-            .any(|shape| shape.num_elements() == 0);
+        let empty = any_empty(&[&x, &weight]);
         match kernel_dtype(&[&x, &weight, &bias, &dy]) {
             Some(DType::F32) if !empty => conv2d_valid_backward::<f32>(x, weight, dy, with_dx),
             Some(DType::F64) if !empty => conv2d_valid_backward::<f64>(x, weight, dy, with_dx),

@@ -140,12 +140,7 @@ impl<E: Real> Task<'_, E> {
     /// The offsets `off(r)` of weight positions `first..first + N` in a sample's input.
     #[inline(always)]
     fn offsets<const N: usize>(&self, first: usize) -> [usize; N] {
-        let d = self.d;
-        std::array::from_fn(|t| {
-            let r = first + t;
-            let (c, i, j) = (r / (d.kh * d.kw), r / d.kw % d.kh, r % d.kw);
-            (c * d.h + i) * d.w + j
-        })
+        std::array::from_fn(|t| self.d.tap_offset(first + t))
     }
 
     /// Adds the samples' `dW` to `dw`, block by block.
@@ -296,7 +291,7 @@ impl<E: Real> Task<'_, E> {
             .enumerate()
         {
             for r in 0..d.taps() {
-                let offset = self.offsets::<1>(r)[0];
+                let offset = d.tap_offset(r);
                 for (o, dy) in dy.chunks(d.positions()).enumerate() {
                     let weight = self.w[o * d.taps() + r];
                     let mut sum = 0.0;

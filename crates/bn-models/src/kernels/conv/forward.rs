@@ -125,8 +125,7 @@ fn narrow<E: Real>(x: &[E], w: &[E], b: &[E], d: ConvDims, y: &mut [E]) {
             let (row, column) = (p / d.ow(), p % d.ow());
             let mut sum = b[o];
             for (r, &weight) in weights.iter().enumerate() {
-                let (c, i, j) = (r / (d.kh * d.kw), r / d.kw % d.kh, r % d.kw);
-                sum = weight.mul_add(x[(c * d.h + row + i) * d.w + column + j], sum);
+                sum = weight.mul_add(x[d.tap_offset(r) + row * d.w + column], sum);
             }
             *out = sum;
         }

@@ -75,6 +75,12 @@ impl ConvDims {
     fn output_len(self) -> usize {
         self.co * self.positions()
     }
+    /// Where weight position `r = (c, i, j)` reads in a sample's input, for the output at
+    /// the origin: `(c·h + i)·w + j`.
+    fn tap_offset(self, r: usize) -> usize {
+        let (c, i, j) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
+        (c * self.h + i) * self.w + j
+    }
 }
 
 /// Output positions of a row summed together: one SIMD register of `f32` with AVX2.
