@@ -30,7 +30,7 @@ const TAPS: usize = 3;
 const STRIPS: usize = 4;
 
 /// Strips each `f32` lane of `dW` sums before it is added into `f64`.
-const MIN_STRIPS: usize = 64;
+const MIN_STRIPS: usize = 256;
 
 /// The gradients of a convolution: `dx` (when asked for), `dW` and `db`.
 pub(in crate::kernels) struct ConvGrads<E> {
@@ -130,9 +130,12 @@ impl<E: Real> Task<'_, E> {
         let d = self.d;
         let plane = self.strips.len() * STRIP;
         for (dy, grad) in dy.chunks(d.positions()).zip(grad.chunks_mut(plane)) {
-            for (strip, out) in self.strips.iter().zip(grad.chunks_mut(STRIP)) {
+            let (outs, _) = grad.as_chunks_mut::<STRIP>();
+            for (strip, out) in self.strips.iter().zip(outs) {
                 out.copy_from_slice(&dy[strip.row * d.ow() + strip.column..][..STRIP]);
-                out[..strip.covered].fill(E::default());
+                if strip.covered > 0 {
+                    out[..strip.covered].fill(E::default());
+                }
             }
         }
     }
@@ -185,6 +188,9 @@ impl<E: Real> Task<'_, E> {
         let plane = self.strips.len() * STRIP;
         let mut acc = [[[E::default(); STRIP]; T]; C];
         for (x, grad) in x.chunks(d.input_len()).zip(grad.chunks(d.co * plane)) {
+            // Each channel's strips, sliced once.
+            let channels: [&[[E; STRIP]]; C] =
+                std::array::from_fn(|o| grad[(first + o) * plane..][..plane].as_chunks().0);
             for (k, strip) in self.strips.iter().enumerate() {
                 let start = strip.row * d.w + strip.column;
                 let mut inputs = [[E::default(); STRIP]; T];
@@ -192,12 +198,15 @@ impl<E: Real> Task<'_, E> {
                     let at = offsets[t] + start;
                     inputs[t].copy_from_slice(&x[at..at + STRIP]);
                 }
+                // All loads first: the accumulators then stay in registers.
+                let mut g = [[E::default(); STRIP]; C];
                 for o in 0..C {
-                    let mut g = [E::default(); STRIP];
-                    g.copy_from_slice(&grad[(first + o) * plane + k * STRIP..][..STRIP]);
+                    g[o] = channels[o][k];
+                }
+                for o in 0..C {
                     for t in 0..T {
                         for l in 0..STRIP {
-                            acc[o][t][l] = g[l].mul_add(inputs[t][l], acc[o][t][l]);
+                            acc[o][t][l] = g[o][l].mul_add(inputs[t][l], acc[o][t][l]);
                         }
                     }
                 }
@@ -261,11 +270,12 @@ impl<E: Real> Task<'_, E> {
             for s in 0..S {
                 g[s].copy_from_slice(&grad[o * plane + (first + s) * STRIP..][..STRIP]);
             }
+            let mut weights = [E::default(); T];
+            weights.copy_from_slice(&self.w[o * d.taps() + tap..][..T]);
             for t in 0..T {
-                let weight = self.w[o * d.taps() + tap + t];
                 for s in 0..S {
                     for l in 0..STRIP {
-                        acc[t][s][l] = weight.mul_add(g[s][l], acc[t][s][l]);
+                        acc[t][s][l] = weights[t].mul_add(g[s][l], acc[t][s][l]);
                     }
                 }
             }

@@ -90,14 +90,19 @@ fn block<E: Real, const C: usize, const S: usize>(
     for c in 0..d.ci {
         for i in 0..d.kh {
             let (line, tap) = ((c * d.h + i) * d.w, (c * d.kh + i) * d.kw);
+            // The row's weights and input windows, sliced once so that the loop over `j`
+            // needs no bounds checks.
+            let weights: [&[E]; C] =
+                std::array::from_fn(|o| &w[(first + o) * d.taps() + tap..][..d.kw]);
+            let windows: [&[E]; S] =
+                std::array::from_fn(|s| &x[line + starts[s]..][..d.kw - 1 + STRIP]);
             for j in 0..d.kw {
                 let mut inputs = [[E::default(); STRIP]; S];
                 for s in 0..S {
-                    let at = line + starts[s] + j;
-                    inputs[s].copy_from_slice(&x[at..at + STRIP]);
+                    inputs[s].copy_from_slice(&windows[s][j..j + STRIP]);
                 }
                 for o in 0..C {
-                    let weight = w[(first + o) * d.taps() + tap + j];
+                    let weight = weights[o][j];
                     for s in 0..S {
                         for l in 0..STRIP {
                             acc[o][s][l] = weight.mul_add(inputs[s][l], acc[o][s][l]);
