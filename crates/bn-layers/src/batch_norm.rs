@@ -1,7 +1,7 @@
 //! Batch normalization with PyTorch's `nn.BatchNorm1d/2d/3d` semantics.
 
 use burn::config::Config;
-use burn::module::{Flag, Module, Param, RunningState};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use crate::activation::maybe_apply;
@@ -9,6 +9,7 @@ use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_momentum, check_nonzero};
 use crate::functional::{self, channel_major};
 use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
+use crate::training::TrainingMode;
 use crate::{Activation, ComputePath, InputRank, NormError};
 
 /// Configuration of a [`BatchNorm`] layer. Field names and defaults are PyTorch's.
@@ -55,9 +56,10 @@ pub struct BatchNormConfig {
 /// every training forward. In evaluation mode the running statistics are used; a layer
 /// without them (`track_running_stats = false`) uses batch statistics in both modes.
 ///
-/// Training versus evaluation is the `training` flag: [`Module::valid`] switches it off
-/// (PyTorch's `eval()`), [`Module::train`] back on. A layer built on an autodiff device
-/// starts in training mode, one built on a plain device in evaluation mode.
+/// Training versus evaluation is decided at each forward, as burn-nn decides it
+/// ([`TrainingMode`]): the layer trains when its mode is enabled and the input is on an
+/// autodiff device. [`Module::valid`] switches it off (PyTorch's `eval()`), [`Module::train`]
+/// back on; a layer built on a plain device trains once moved onto autodiff.
 ///
 /// # Shapes
 /// - input: `[N, C, ...]`, restricted by [`BatchNormConfig::input_rank`].
@@ -79,6 +81,7 @@ pub struct BatchNormConfig {
 /// assert_eq!(bn.num_batches_tracked(), Some(1));
 /// ```
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct BatchNorm {
     /// Learnable per-channel scale (PyTorch's `weight`), `[C]`; `None` without `affine`.
     pub gamma: Option<Param<Tensor<1>>>,
@@ -90,8 +93,9 @@ pub struct BatchNorm {
     pub running_var: Option<RunningState<Tensor<1>>>,
     /// Number of training forwards seen; `None` without `track_running_stats`.
     pub num_batches_tracked: Option<BatchCounter>,
-    /// Training mode (batch statistics, running statistics updated) when enabled.
-    pub training: Param<Flag>,
+    /// Training mode (batch statistics, running statistics updated), decided per forward
+    /// from the input's device ([`TrainingMode`]).
+    pub training: TrainingMode,
     /// Number of channels.
     pub num_features: usize,
     /// Added to the variance before the square root.
@@ -105,6 +109,30 @@ pub struct BatchNorm {
     /// Compute path.
     #[module(skip)]
     pub path: ComputePath,
+}
+
+/// One line in PyTorch's terms, as burn-nn's norm layers print:
+/// `BatchNorm {num_features: 3, eps: 0.00001, momentum: 0.1, affine: true,
+/// track_running_stats: true, params: 12}`, with `training: disabled` after `valid()`.
+impl ModuleDisplay for BatchNorm {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        let content = content
+            .add("num_features", &self.num_features)
+            .add("eps", &self.eps)
+            .add("momentum", &self.momentum)
+            .add("affine", &self.gamma.is_some())
+            .add("track_running_stats", &self.running_mean.is_some());
+        match self.training.is_enabled() {
+            true => content.optional(),
+            false => content.add("training", &self.training.enabled).optional(),
+        }
+    }
 }
 
 impl BatchNormConfig {
@@ -137,14 +165,13 @@ impl BatchNormConfig {
         let affine = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
         let (running_mean, running_var, num_batches_tracked) =
             running_buffers(self.track_running_stats, c, device);
-        let training = device.is_autodiff();
         Ok(BatchNorm {
             gamma: self.affine.then(|| affine(1.0)),
             beta: self.affine.then(|| affine(0.0)),
             running_mean,
             running_var,
             num_batches_tracked,
-            training: Param::from_bool(training).with_value(training),
+            training: TrainingMode::new(),
             num_features: c,
             eps: self.eps,
             momentum: self.momentum,
@@ -200,7 +227,7 @@ impl BatchNorm {
         activation: Option<Activation>,
     ) -> Result<Tensor<D>, NormError> {
         let shape = input.dims().to_vec();
-        let training = self.is_training();
+        let training = self.training.trains_on(&input.device());
         let batch_stats = training || self.running_mean.is_none();
         self.input_rank.check_batch_norm(&shape)?;
         let [n, _, spatial] = channel_major(&shape);
@@ -313,7 +340,8 @@ impl BatchNorm {
             .unwrap_or_else(|err| panic!("{err}"))
     }
 
-    /// Whether the layer is in training mode.
+    /// Whether training is enabled: a forward on an autodiff device trains
+    /// ([`TrainingMode`]).
     pub fn is_training(&self) -> bool {
         self.training.is_enabled()
     }
@@ -392,8 +420,8 @@ mod tests {
         for path in [ComputePath::Fused, ComputePath::Composed] {
             let bn = preset_eval_layer(path);
             assert!(
-                !bn.is_training(),
-                "a layer built on a plain device evaluates"
+                !bn.training.trains_on(&eval_device()),
+                "a plain device evaluates"
             );
             let x = tensor([3.0, 0.0, 0.5, 1.0, -1.0, 2.5], [2, 3], &eval_device());
             #[rustfmt::skip]
@@ -579,5 +607,87 @@ mod tests {
         assert_eq!(bn.num_batches_tracked(), Some(1));
         let (mean, _) = bn.running_stats().unwrap();
         assert_close(mean, &[0.0, 0.0, 0.0], 0.0);
+    }
+
+    #[test]
+    fn displays_in_pytorch_terms_and_shows_evaluation_mode() {
+        let bn = BatchNormConfig::new(3).init(&train_device());
+        let fields = "num_features: 3, eps: 0.00001, momentum: 0.1, affine: true, \
+                      track_running_stats: true";
+        // 12 parameters: γ, β, running mean and running variance, 3 each.
+        assert_eq!(
+            format!("{bn}"),
+            format!("BatchNorm {{{fields}, params: 12}}")
+        );
+        assert_eq!(
+            format!("{}", bn.valid()),
+            format!("BatchNorm {{{fields}, training: disabled, params: 12}}")
+        );
+    }
+
+    #[test]
+    fn a_layer_built_on_a_plain_device_trains_once_moved_to_autodiff() {
+        // burn-nn's rule: the input's device decides. The batch [[0], [2]] has mean 1 and
+        // unbiased variance 2, so one training step moves the running statistics to
+        // (0.1·1, 0.9 + 0.1·2) = (0.1, 1.1); evaluation leaves them at (0, 1).
+        let plain = BatchNormConfig::new(1).init(&eval_device());
+        plain.forward(tensor([0.0, 2.0], [2, 1], &eval_device()));
+        assert_eq!(
+            plain.num_batches_tracked(),
+            Some(0),
+            "a plain device evaluates"
+        );
+        let moved = plain.train(); // Burn's way onto autodiff, gradients tracked
+        let y = moved.forward(tensor([0.0, 2.0], [2, 1], &train_device()));
+        assert_eq!(moved.num_batches_tracked(), Some(1));
+        let (mean, var) = moved.running_stats().unwrap();
+        assert_close(mean, &[0.1], 1e-6);
+        assert_close(var, &[1.1], 1e-6);
+        // And γ learns: x̂ = ±1/sqrt(1 + eps) (biased variance 1), so with dy = (1, 3),
+        // dγ = Σ dy·x̂ = 2/sqrt(1 + 1e-5).
+        let grads = (y * tensor([1.0, 3.0], [2, 1], &train_device()))
+            .sum()
+            .backward();
+        let dgamma = moved.gamma.as_ref().unwrap().grad(&grads).unwrap();
+        assert_close(dgamma, &[2.0 / (1.0f64 + 1e-5).sqrt()], 1e-6);
+    }
+
+    #[test]
+    fn set_training_trains_on_a_plain_device_and_valid_undoes_it() {
+        let device = eval_device();
+        let no_grad = crate::set_training(BatchNormConfig::new(1).init(&device), true);
+        no_grad.forward(tensor([0.0, 2.0], [2, 1], &device));
+        assert_eq!(
+            no_grad.num_batches_tracked(),
+            Some(1),
+            "PyTorch's train() under no_grad"
+        );
+        let eval = no_grad.valid();
+        eval.forward(tensor([0.0, 2.0], [2, 1], &device));
+        assert_eq!(eval.num_batches_tracked(), Some(1));
+        let forked = eval.train().fork(&device);
+        forked.forward(tensor([0.0, 2.0], [2, 1], &device));
+        assert_eq!(
+            forked.num_batches_tracked(),
+            Some(2),
+            "train() restores set_training's mode"
+        );
+    }
+
+    #[test]
+    fn a_record_round_trip_keeps_the_statistics_and_the_destination_s_mode() {
+        // Burn records tensors, not flags: the loaded layer has the trained layer's running
+        // statistics (one step on [[0], [2]]: mean 0.1, variance 1.1) and its own mode.
+        let device = train_device();
+        let trained = BatchNormConfig::new(1).init(&device);
+        trained.forward(tensor([0.0, 2.0], [2, 1], &device));
+        let loaded = BatchNormConfig::new(1)
+            .init(&device)
+            .load_record(trained.valid().into_record());
+        assert!(loaded.is_training(), "the destination's mode");
+        let (mean, var) = loaded.running_stats().unwrap();
+        assert_close(mean, &[0.1], 1e-6);
+        assert_close(var, &[1.1], 1e-6);
+        assert_eq!(loaded.num_batches_tracked(), Some(1));
     }
 }

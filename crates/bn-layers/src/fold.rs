@@ -78,13 +78,6 @@ fn eval_affine(
     channels: usize,
 ) -> Result<(Tensor<1>, Tensor<1>), NormError> {
     let refuse = |reason: String| NormError::NotFoldable { into, reason };
-    if bn.is_training() {
-        return Err(refuse(
-            "the BatchNorm is in training mode, where it normalizes with each batch's \
-             statistics; fold the evaluation-mode model (`model.valid()`)"
-                .into(),
-        ));
-    }
     let Some((mean, var)) = bn.running_stats() else {
         return Err(refuse(
             "the BatchNorm keeps no running statistics (track_running_stats = false), so it \
@@ -92,6 +85,14 @@ fn eval_affine(
                 .into(),
         ));
     };
+    // Where the folded layer runs, on the statistics' device, the BatchNorm would train.
+    if bn.training.trains_on(&mean.device()) {
+        return Err(refuse(
+            "the BatchNorm is in training mode, where it normalizes with each batch's \
+             statistics; fold the evaluation-mode model (`model.valid()`)"
+                .into(),
+        ));
+    }
     if bn.num_features != channels {
         return Err(refuse(format!(
             "{into} has {channels} output channels but the BatchNorm has {} features",

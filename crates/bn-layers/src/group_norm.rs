@@ -1,7 +1,7 @@
 //! Group normalization with PyTorch's `nn.GroupNorm` semantics.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{check_eps, check_nonzero};
@@ -55,6 +55,7 @@ pub struct GroupNormConfig {
 /// assert!(GroupNormConfig::new(4, 6).try_init(&device).is_err()); // 6 % 4 != 0
 /// ```
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct GroupNorm {
     /// Learnable per-channel scale, `[C]`; `None` without `affine`.
     pub gamma: Option<Param<Tensor<1>>>,
@@ -69,6 +70,25 @@ pub struct GroupNorm {
     /// Compute path.
     #[module(skip)]
     pub path: ComputePath,
+}
+
+/// One line in PyTorch's terms, as burn-nn's norm layers print:
+/// `GroupNorm {num_groups: 2, num_channels: 4, eps: 0.00001, affine: true, params: 8}`.
+impl ModuleDisplay for GroupNorm {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add("num_groups", &self.num_groups)
+            .add("num_channels", &self.num_channels)
+            .add("eps", &self.eps)
+            .add("affine", &self.gamma.is_some())
+            .optional()
+    }
 }
 
 impl GroupNormConfig {
@@ -246,5 +266,15 @@ mod tests {
         assert_eq!(err.unwrap_err().kind(), "TooFewValues");
         // PyTorch lets one element per group through when the batch has more than one sample.
         assert!(one.try_forward(Tensor::<2>::ones([4, 6], &device)).is_ok());
+    }
+
+    #[test]
+    fn displays_in_pytorch_terms() {
+        // 8 parameters: γ and β over 4 channels.
+        let gn = GroupNormConfig::new(2, 4).init(&train_device());
+        assert_eq!(
+            format!("{gn}"),
+            "GroupNorm {num_groups: 2, num_channels: 4, eps: 0.00001, affine: true, params: 8}"
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! Instance normalization with PyTorch's `nn.InstanceNorm1d/2d/3d` semantics.
 
 use burn::config::Config;
-use burn::module::{Flag, Module, Param, RunningState};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional;
 use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
+use crate::training::TrainingMode;
 use crate::{ComputePath, InputRank, NormError};
 
 /// Configuration of an [`InstanceNorm`] layer. Field names and defaults are PyTorch's
@@ -67,6 +68,7 @@ pub struct InstanceNormConfig {
 /// assert_eq!(y.dims(), [3, 8, 8]);
 /// ```
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct InstanceNorm {
     /// Learnable per-channel scale, `[C]`; `None` without `affine`.
     pub gamma: Option<Param<Tensor<1>>>,
@@ -78,8 +80,9 @@ pub struct InstanceNorm {
     pub running_var: Option<RunningState<Tensor<1>>>,
     /// Kept for parity with PyTorch's state dict; InstanceNorm never increments it.
     pub num_batches_tracked: Option<BatchCounter>,
-    /// Training mode when enabled.
-    pub training: Param<Flag>,
+    /// Training mode (instance statistics, running statistics updated), decided per forward
+    /// from the input's device ([`TrainingMode`]).
+    pub training: TrainingMode,
     /// Number of channels.
     pub num_features: usize,
     /// Added to the variance before the square root.
@@ -92,6 +95,28 @@ pub struct InstanceNorm {
     /// Compute path.
     #[module(skip)]
     pub path: ComputePath,
+}
+
+/// One line in PyTorch's terms, as [`BatchNorm`](crate::BatchNorm)'s.
+impl ModuleDisplay for InstanceNorm {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        let content = content
+            .add("num_features", &self.num_features)
+            .add("eps", &self.eps)
+            .add("momentum", &self.momentum)
+            .add("affine", &self.gamma.is_some())
+            .add("track_running_stats", &self.running_mean.is_some());
+        match self.training.is_enabled() {
+            true => content.optional(),
+            false => content.add("training", &self.training.enabled).optional(),
+        }
+    }
 }
 
 impl InstanceNormConfig {
@@ -123,14 +148,13 @@ impl InstanceNormConfig {
         let param = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
         let (running_mean, running_var, num_batches_tracked) =
             running_buffers(self.track_running_stats, c, device);
-        let training = device.is_autodiff();
         Ok(InstanceNorm {
             gamma: self.affine.then(|| param(1.0)),
             beta: self.affine.then(|| param(0.0)),
             running_mean,
             running_var,
             num_batches_tracked,
-            training: Param::from_bool(training).with_value(training),
+            training: TrainingMode::new(),
             num_features: c,
             eps: self.eps,
             momentum: self.momentum,
@@ -180,7 +204,7 @@ impl InstanceNorm {
                 shape,
             });
         }
-        let training = self.is_training();
+        let training = self.training.trains_on(&input.device());
         let instance_stats = training || self.running_mean.is_none();
         if instance_stats && spatial == 1 {
             return Err(NormError::TooFewValues {
@@ -238,7 +262,8 @@ impl InstanceNorm {
             .unwrap_or_else(|err| panic!("{err}"))
     }
 
-    /// Whether the layer is in training mode.
+    /// Whether training is enabled: a forward on an autodiff device trains
+    /// ([`TrainingMode`]).
     pub fn is_training(&self) -> bool {
         self.training.is_enabled()
     }
@@ -341,6 +366,16 @@ mod tests {
         assert_eq!(
             tracked.try_forward(x).unwrap_err().kind(),
             "ChannelMismatch"
+        );
+    }
+
+    #[test]
+    fn displays_in_pytorch_terms() {
+        let norm = InstanceNormConfig::new(3).init(&train_device());
+        assert_eq!(
+            format!("{norm}"),
+            "InstanceNorm {num_features: 3, eps: 0.00001, momentum: 0.1, affine: false, \
+             track_running_stats: false}"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Layer normalization with PyTorch's `nn.LayerNorm` semantics.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{check_eps, check_nonzero};
@@ -57,6 +57,7 @@ pub struct LayerNormConfig {
 /// assert_eq!(y.dims(), [2, 3, 4]);
 /// ```
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct LayerNorm {
     /// Learnable elementwise scale, flattened `normalized_shape`; `None` without
     /// `elementwise_affine`.
@@ -71,6 +72,29 @@ pub struct LayerNorm {
     /// Compute path.
     #[module(skip)]
     pub path: ComputePath,
+}
+
+/// One line in PyTorch's terms, as burn-nn's norm layers print:
+/// `LayerNorm {normalized_shape: [4], eps: 0.00001, elementwise_affine: true, bias: true,
+/// params: 8}`.
+impl ModuleDisplay for LayerNorm {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add(
+                "normalized_shape",
+                format!("{:?}", self.normalized_shape).as_str(),
+            )
+            .add("eps", &self.eps)
+            .add("elementwise_affine", &self.gamma.is_some())
+            .add("bias", &self.beta.is_some())
+            .optional()
+    }
 }
 
 impl LayerNormConfig {
@@ -249,5 +273,16 @@ mod tests {
         assert!(bare.gamma.is_none() && bare.beta.is_none());
         let err = LayerNormConfig::new(vec![]).try_init(&device).unwrap_err();
         assert_eq!(err.kind(), "InvalidConfig");
+    }
+
+    #[test]
+    fn displays_in_pytorch_terms() {
+        // 8 parameters: γ and β over the 4 normalized values.
+        let ln = LayerNormConfig::new(vec![4]).init(&train_device());
+        assert_eq!(
+            format!("{ln}"),
+            "LayerNorm {normalized_shape: [4], eps: 0.00001, elementwise_affine: true, \
+             bias: true, params: 8}"
+        );
     }
 }

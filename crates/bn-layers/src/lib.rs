@@ -16,6 +16,17 @@
 //! `normalized_shape`, InstanceNorm defaults to no affine, and bad input is a [`NormError`]
 //! instead of a panic deep inside Burn.
 //!
+//! Config fields keep PyTorch's names; burn-nn's, where they differ:
+//!
+//! | here (PyTorch) | burn-nn |
+//! |---|---|
+//! | `eps` (every layer) | `epsilon` |
+//! | `BatchNormConfig::momentum: Option<f64>` (`None`: cumulative average) | `momentum: f64` |
+//! | `affine`, `track_running_stats` (BatchNorm, InstanceNorm) | always affine, always tracked (BatchNorm); InstanceNorm: `affine`, never tracked |
+//! | `InstanceNormConfig::num_features` | `num_channels` |
+//! | `LayerNormConfig::normalized_shape: Vec<usize>`, `elementwise_affine`, `bias` | `d_model: usize`, always affine, `bias` |
+//! | GroupNorm: `num_groups`, `num_channels`, `affine` | the same |
+//!
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward
 //! ([`NormKernels`]): hand-written kernels on flex (rayon, AVX2 where the CPU has it, no
@@ -24,9 +35,12 @@
 //! composed one is the textbook algorithm in plain tensor ops. Both are checked against PyTorch; on the precision cases (large means, tiny
 //! spreads) the fused path's float32 error stays below PyTorch's own.
 //!
-//! Training versus evaluation is each layer's `training` flag: [`Module::valid`](burn::module::Module::valid)
-//! is PyTorch's `model.eval()`, [`Module::train`](burn::module::Module::train) goes back, and
-//! [`set_training`] sets the mode of a whole model without leaving its device.
+//! Training versus evaluation is decided at each forward, as burn-nn decides it
+//! ([`TrainingMode`]): a layer trains when its `training` mode is enabled and its input is on
+//! an autodiff device. [`Module::valid`](burn::module::Module::valid) is PyTorch's
+//! `model.eval()`, [`Module::train`](burn::module::Module::train) goes back, and
+//! [`set_training`] sets the mode of a whole model without leaving its device (training on a
+//! plain device is PyTorch's `model.train()` under `torch.no_grad()`).
 //!
 //! ```
 //! use bn_layers::BatchNormConfig;
@@ -75,4 +89,4 @@ pub use kernels::{NormGradKernels, NormKernels};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use rank::{ComputePath, InputRank};
 pub use sync::{Replica, ReplicaGroup, ReplicaSumBackend, StatsReducer, SyncBatchNorm};
-pub use training::set_training;
+pub use training::{TrainingMode, set_training};

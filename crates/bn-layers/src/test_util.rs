@@ -2,12 +2,12 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// Flex with autodiff: layers built here start in training mode.
+/// Flex with autodiff: training forwards happen here.
 pub(crate) fn train_device() -> Device {
     Device::flex().autodiff()
 }
 
-/// Plain flex: layers built here start in evaluation mode.
+/// Plain flex: forwards here evaluate unless `set_training` asked otherwise.
 pub(crate) fn eval_device() -> Device {
     Device::flex()
 }

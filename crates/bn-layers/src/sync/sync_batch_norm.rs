@@ -107,7 +107,8 @@ impl SyncBatchNorm {
     /// holds more than one.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let bn = &self.bn;
-        let batch_stats = bn.is_training() || bn.running_mean.is_none();
+        let training = bn.training.trains_on(&input.device());
+        let batch_stats = training || bn.running_mean.is_none();
         let reducer = match (&self.reducer, batch_stats) {
             (Some(reducer), true) => reducer,
             _ => return bn.try_forward(input),
@@ -159,7 +160,7 @@ impl SyncBatchNorm {
         let gamma = bn.gamma.as_ref().map(|g| g.val());
         let beta = bn.beta.as_ref().map(|b| b.val());
         let output = scale_shift(x_hat, gamma, beta).reshape(full_shape);
-        if bn.is_training() {
+        if training {
             bn.update_running_stats(mean.detach(), var.detach(), total);
         }
         Ok(output)
