@@ -5,7 +5,7 @@
 //! parameters and initial running statistics, then runs the steps in order in train or eval
 //! mode, carrying the running statistics across steps. A step either produces outputs, checked
 //! against `output`, the gradients of `sum(output * upstream)` and the running statistics
-//! afterwards, or must fail with the named [`NormError`](bn_layers::NormError) kind. Nothing
+//! afterwards, or must fail with the named [`NormError`] kind. Nothing
 //! here looks at case names.
 
 mod golden;

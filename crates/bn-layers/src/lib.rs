@@ -90,3 +90,8 @@ pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use rank::{ComputePath, InputRank};
 pub use sync::{Replica, ReplicaGroup, ReplicaSumBackend, StatsReducer, SyncBatchNorm};
 pub use training::{TrainingMode, set_training};
+
+/// The crate README's example, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

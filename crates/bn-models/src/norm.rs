@@ -102,7 +102,7 @@ pub enum Norm {
     Group(GroupNorm),
     /// Layer normalization.
     Layer(LayerNorm),
-    /// [`Norm::Ours`] synchronized across data-parallel replicas (see [`synchronize`]).
+    /// [`Norm::Ours`] synchronized across data-parallel replicas (what data-parallel training builds per replica).
     Sync(SyncBatchNorm),
 }
 

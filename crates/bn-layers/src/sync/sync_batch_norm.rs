@@ -23,7 +23,7 @@ use crate::functional::scale_shift;
 /// replicas, as PyTorch's backward reduces `Σ dy` and `Σ dy·x̂`), so every replica holds the
 /// same statistics and, after the same update, identical running statistics (mean and
 /// **unbiased** variance `var · n / (n - 1)`, `num_batches_tracked`).
-/// In evaluation it is exactly [`BatchNorm`]; without a [`Replica`] it trains like one too.
+/// In evaluation it is exactly [`BatchNorm`]; without a [`Replica`](crate::Replica) it trains like one too.
 ///
 /// Each replica owns its copy of the layer (as each PyTorch process does), runs in its own
 /// thread, and all replicas call `forward` and `backward` in step. Only per-channel vectors

@@ -34,7 +34,8 @@ enum Order {
     Shuffled(u64),
 }
 
-/// A [`DataLoader`] with a reproducible batch order: see the [module docs](self).
+/// A [`DataLoader`] whose batch order is a function of the seed and the epoch alone: a run
+/// resumed from a checkpoint sees the batches, in order, of one that never stopped.
 pub struct EpochLoader<I, O> {
     dataset: Arc<dyn Dataset<I>>,
     batcher: Arc<dyn Batcher<I, O>>,
