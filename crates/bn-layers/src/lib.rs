@@ -29,11 +29,13 @@
 //!
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward
-//! ([`NormKernels`]): hand-written kernels on flex (rayon, AVX2 where the CPU has it, no
-//! buffers beyond the output, the statistics and the input gradient), CubeCL kernels on wgpu
-//! (the `wgpu` feature; f32), the same math in Burn's tensor ops on every other backend; the
-//! composed one is the textbook algorithm in plain tensor ops. Both are checked against PyTorch; on the precision cases (large means, tiny
-//! spreads) the fused path's float32 error stays below PyTorch's own.
+//! ([`NormKernels`]): hand-written kernels on flex (the `flex` feature: rayon, AVX2 where the
+//! CPU has it, no buffers beyond the output, the statistics and the input gradient), CubeCL
+//! kernels on wgpu (the `wgpu` feature; f32), the same math in Burn's tensor ops on every
+//! other backend and wherever this crate was built without the backend's feature (none is on
+//! by default); the composed one is the textbook algorithm in plain tensor ops. Both are
+//! checked against PyTorch; on the precision cases (large means, tiny spreads) the fused
+//! path's float32 error stays below PyTorch's own.
 //!
 //! Training versus evaluation is decided at each forward, as burn-nn decides it
 //! ([`TrainingMode`]): a layer trains when its `training` mode is enabled and its input is on

@@ -231,6 +231,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "flex")]
     fn the_flex_kernels_cover_flex_devices_with_and_without_autodiff() {
         assert!(covers(&Device::flex()));
         assert!(covers(&Device::flex().autodiff()));
