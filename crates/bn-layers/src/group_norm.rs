@@ -4,6 +4,7 @@ use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Tensor};
 
+use crate::display;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional::{self, channel_major};
 use crate::{ComputePath, NormError};
@@ -76,9 +77,7 @@ pub struct GroupNorm {
 /// `GroupNorm {num_groups: 2, num_channels: 4, eps: 0.00001, affine: true, params: 8}`.
 impl ModuleDisplay for GroupNorm {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        display::one_line()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {

@@ -5,6 +5,7 @@ use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param, Runni
 use burn::tensor::{Device, Tensor};
 
 use crate::counter::BatchCounter;
+use crate::display;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional;
 use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
@@ -100,22 +101,19 @@ pub struct InstanceNorm {
 /// One line in PyTorch's terms, as [`BatchNorm`](crate::BatchNorm)'s.
 impl ModuleDisplay for InstanceNorm {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        display::one_line()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {
-        let content = content
-            .add("num_features", &self.num_features)
-            .add("eps", &self.eps)
-            .add("momentum", &self.momentum)
-            .add("affine", &self.gamma.is_some())
-            .add("track_running_stats", &self.running_mean.is_some());
-        match self.training.is_enabled() {
-            true => content.optional(),
-            false => content.add("training", &self.training.enabled).optional(),
-        }
+        display::with_running_stats(
+            content,
+            self.num_features,
+            self.eps,
+            &self.momentum,
+            self.gamma.is_some(),
+            self.running_mean.is_some(),
+            &self.training,
+        )
     }
 }
 

@@ -4,6 +4,7 @@ use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Tensor};
 
+use crate::display;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional;
 use crate::{ComputePath, NormError};
@@ -79,9 +80,7 @@ pub struct LayerNorm {
 /// params: 8}`.
 impl ModuleDisplay for LayerNorm {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        display::one_line()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {

@@ -64,6 +64,7 @@ mod activation;
 mod batch_norm;
 mod batch_norm_act;
 mod counter;
+mod display;
 mod error;
 mod fold;
 mod functional;
