@@ -112,7 +112,9 @@ pub struct BatchNorm {
     pub path: ComputePath,
 }
 
-/// One line in PyTorch's terms ([`display`]), with `training: disabled` after `valid()`.
+/// One line in PyTorch's terms, as burn-nn's norm layers print: `BatchNorm {num_features: 3,
+/// eps: 0.00001, momentum: 0.1, affine: true, track_running_stats: true, params: 12}`, with
+/// `training: disabled` after `valid()`.
 impl ModuleDisplay for BatchNorm {
     fn custom_settings(&self) -> Option<DisplaySettings> {
         display::one_line()
