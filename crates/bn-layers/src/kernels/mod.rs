@@ -9,7 +9,8 @@
 //!
 //! Backends: flex runs hand-written kernels ([`flex`]: rayon over channels or rows, one or
 //! two reads of the input, no temporaries of the input's size); CubeCL (`Cube`: wgpu, CUDA,
-//! ROCm, Metal) runs `#[cube(launch)]` kernels in `f32` ([`cube`]); every other backend runs
+//! ROCm, Metal) runs `#[cube(launch)]` kernels in `f32` ([`cube`]), queued as custom operations
+//! when Burn's fusion wraps it ([`fusion`]); every other backend runs
 //! the same math composed from Burn's tensor ops ([`composed`]). Backward, with `x̂ = (x - μ)·r`,
 //! `r = 1/sqrt(var + eps)` and `m` values per statistic:
 //! - batch statistics: `dx = γr (dy - Σdy/m - x̂ Σ(dy·x̂)/m)`, `dγ = Σ dy·x̂`, `dβ = Σ dy`;
@@ -22,7 +23,7 @@
 #![allow(deprecated)]
 // With no backend feature, the generated dispatch has no arm that uses the ops' arguments.
 #![cfg_attr(
-    not(any(feature = "flex", feature = "ndarray", feature = "wgpu")),
+    not(any(feature = "flex", feature = "ndarray", feature = "cube")),
     allow(unused_variables)
 )]
 
@@ -30,10 +31,12 @@ mod autodiff;
 mod composed;
 #[cfg(feature = "flex")]
 mod cpu;
-#[cfg(feature = "wgpu")]
+#[cfg(feature = "cube")]
 mod cube;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "cube")]
+mod fusion;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDeviceId, backend_extension};
@@ -50,7 +53,7 @@ use crate::Activation;
 #[backend_extension(
     Flex: cfg(feature = "flex"),
     NdArray: cfg(feature = "ndarray"),
-    Cube: cfg(feature = "wgpu"),
+    Cube: cfg(feature = "cube"),
     Autodiff
 )]
 pub trait NormKernels: Backend {
@@ -149,14 +152,14 @@ impl NormGradKernels for burn::backend::NdArray {}
 /// Whether this build implements [`NormKernels`] for the backend of `device`. The
 /// extension's dispatch covers only the backends named in its attribute and panics on any
 /// other (LibTorch, the remote backend, a cubecl runtime when this crate was built without
-/// `wgpu`), so the layers take the composed path there instead.
+/// `cube`), so the layers take the composed path there instead.
 pub(crate) fn covers(device: &Device) -> bool {
     // The upper byte of a dispatch device's type id names its backend.
     let id = burn::backend::Device::to_id(device.as_dispatch()).type_id >> 8;
     let backend = DispatchDeviceId::try_from(id);
     (cfg!(feature = "flex") && matches!(backend, Ok(DispatchDeviceId::Flex)))
         || (cfg!(feature = "ndarray") && matches!(backend, Ok(DispatchDeviceId::NdArray)))
-        || (cfg!(feature = "wgpu") && matches!(backend, Ok(DispatchDeviceId::Cube)))
+        || (cfg!(feature = "cube") && matches!(backend, Ok(DispatchDeviceId::Cube)))
 }
 
 /// [`NormKernels::batch_norm_train_fused`] on `Tensor`s: `(y, mean, biased variance)`, the

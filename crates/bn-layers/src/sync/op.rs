@@ -11,7 +11,7 @@
 #![allow(deprecated)]
 // With no backend feature, the generated dispatch has no arm that uses the ops' arguments.
 #![cfg_attr(
-    not(any(feature = "flex", feature = "ndarray", feature = "wgpu")),
+    not(any(feature = "flex", feature = "ndarray", feature = "cube")),
     allow(unused_variables)
 )]
 
@@ -31,7 +31,7 @@ use super::group::Replica;
 #[backend_extension(
     Flex: cfg(feature = "flex"),
     NdArray: cfg(feature = "ndarray"),
-    Cube: cfg(feature = "wgpu"),
+    Cube: cfg(feature = "cube"),
     Autodiff
 )]
 pub trait ReplicaSumBackend: Backend {
@@ -46,7 +46,7 @@ pub trait ReplicaSumBackend: Backend {
 impl ReplicaSumBackend for burn::backend::Flex {}
 #[cfg(feature = "ndarray")]
 impl ReplicaSumBackend for burn::backend::NdArray {}
-#[cfg(feature = "wgpu")]
+#[cfg(feature = "cube")]
 impl ReplicaSumBackend for burn::backend::Cube {}
 
 /// Reads `x` back to the host, sums it across the group in `f64`, and writes the sum back in

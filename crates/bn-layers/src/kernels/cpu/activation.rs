@@ -2,9 +2,8 @@
 //! output. The `f32` sigmoid is branch-free (its `exp` a polynomial), so the loops that call
 //! it vectorize; the `f64` one calls the C library's `exp`, as Burn's flex backend does.
 
-use rayon::prelude::*;
-
-use super::{MIN_TASK, Real, SimdKernel, map_run2, simd};
+use super::shares::{Shares, on_threads};
+use super::{Real, SimdKernel, map_run2, simd};
 use crate::Activation;
 
 /// `exp(-a)` for `a ≥ 0`, to a few ulp, as a polynomial the compiler vectorizes (Cephes'
@@ -87,17 +86,19 @@ pub(crate) fn apply_activation_grad<E: Real>(
     dy: Option<&[E]>,
     activation: Activation,
 ) {
-    out.par_chunks_mut(MIN_TASK)
-        .enumerate()
-        .for_each(|(t, out)| {
-            let start = t * MIN_TASK;
-            let y = &y[start..][..out.len()];
-            let dy = dy.map(|dy| &dy[start..][..out.len()]);
-            simd(GradTask(out, y, dy, activation));
-        });
+    let len = Shares::new(out.len(), 1).len();
+    let parts = (out.chunks_mut(len).enumerate())
+        .map(|(i, out)| {
+            let values = i * len..i * len + out.len();
+            (&y[values.clone()], dy.map(|dy| &dy[values]), out)
+        })
+        .collect();
+    on_threads(parts, |_, (y, dy, out)| {
+        simd(GradTask(out, y, dy, activation))
+    });
 }
 
-/// One task of [`apply_activation_grad`].
+/// One share of [`apply_activation_grad`].
 struct GradTask<'a, E>(&'a mut [E], &'a [E], Option<&'a [E]>, Activation);
 
 impl<E: Real> SimdKernel for GradTask<'_, E> {
@@ -118,6 +119,7 @@ impl<E: Real> SimdKernel for GradTask<'_, E> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::MIN_TASK;
     use super::*;
 
     fn sigmoid_exact(z: f64) -> f64 {

@@ -1,12 +1,10 @@
 //! BatchNorm's kernels: statistics per channel of `[N, C, S]`, gathered from the `N` runs of
 //! `S` values each channel owns (rows of `C` values when `S = 1`).
 
-use rayon::prelude::*;
-
 use super::activation::relu;
+use super::shares::{Shares, on_threads};
 use super::{
-    Centre, MIN_TASK, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run,
-    sum_run2,
+    Centre, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run, sum_run2,
 };
 use crate::Activation;
 
@@ -23,15 +21,14 @@ pub(crate) fn channel_moments<E: Real>(x: &[E], d: ChannelDims) -> (Vec<f64>, Ve
     let ChannelDims { c, s, .. } = d;
     if s == 1 {
         // Rows of C channels: two passes, each accumulating across rows, vectorized over C.
-        let rows_per_task = (MIN_TASK / c).max(1);
-        let sums = sum_rows(x, c, rows_per_task, |acc, row| {
+        let sums = sum_rows(x, c, |acc, row| {
             for (a, &v) in acc.iter_mut().zip(row) {
                 *a += v.to_f64();
             }
         });
         let count = (x.len() / c) as f64;
         let mean: Vec<f64> = sums.iter().map(|v| v / count).collect();
-        let m2 = sum_rows(x, c, rows_per_task, |acc, row| {
+        let m2 = sum_rows(x, c, |acc, row| {
             for ((a, &v), &mu) in acc.iter_mut().zip(row).zip(&mean) {
                 let centred = v.to_f64() - mu;
                 *a += centred * centred;
@@ -41,19 +38,17 @@ pub(crate) fn channel_moments<E: Real>(x: &[E], d: ChannelDims) -> (Vec<f64>, Ve
         return (mean, var);
     }
     // Runs of S values: moments of each run from cache, merged per channel.
-    let task = Runs::new(s);
-    let moments = x
-        .par_chunks(task.len())
-        .enumerate()
-        .map(|(t, values)| simd(TaskMoments(values, task.first_run(t), s, c)))
-        .reduce(
-            || vec![Moments::default(); c],
-            |a, b| a.iter().zip(&b).map(|(a, b)| a.merge(*b)).collect(),
-        );
+    let shares = Shares::new(x.len() / s, s);
+    let moments = on_threads(x.chunks(shares.len()).collect(), |i, values| {
+        simd(TaskMoments(values, shares.first_unit(i), s, c))
+    })
+    .into_iter()
+    .reduce(|a, b| a.iter().zip(&b).map(|(a, b)| a.merge(*b)).collect())
+    .unwrap_or_else(|| vec![Moments::default(); c]);
     moments.iter().map(|m| (m.mean, m.m2 / m.count)).unzip()
 }
 
-/// One task of [`channel_moments`]: the runs of `S` values from `first_run` on, merged per
+/// One share of [`channel_moments`]: the runs of `S` values from `first_run` on, merged per
 /// channel.
 struct TaskMoments<'a, E>(&'a [E], usize, usize, usize);
 
@@ -72,22 +67,17 @@ impl<E: Real> SimdKernel for TaskMoments<'_, E> {
 }
 
 /// Per-channel sums over the rows of `x: [R, C]`, `add(acc, row)` adding one row.
-fn sum_rows<E: Real>(
-    x: &[E],
-    c: usize,
-    rows_per_task: usize,
-    add: impl Fn(&mut [f64], &[E]) + Sync,
-) -> Vec<f64> {
-    x.par_chunks(c)
-        .with_min_len(rows_per_task)
-        .fold(
-            || vec![0.0; c],
-            |mut acc, row| {
-                add(&mut acc, row);
-                acc
-            },
-        )
-        .reduce(|| vec![0.0; c], add_vectors)
+fn sum_rows<E: Real>(x: &[E], c: usize, add: impl Fn(&mut [f64], &[E]) + Sync) -> Vec<f64> {
+    let shares = Shares::new(x.len() / c, c);
+    on_threads(x.chunks(shares.len()).collect(), |_, rows| {
+        let mut acc = vec![0.0; c];
+        for row in rows.chunks(c) {
+            add(&mut acc, row);
+        }
+        acc
+    })
+    .into_iter()
+    .fold(vec![0.0; c], add_vectors)
 }
 
 /// Per-channel `y = f((x - mean) · scale + shift)`, the coefficients in the input's
@@ -124,45 +114,20 @@ pub(crate) fn apply_channel_affine<E: Real>(
 ) {
     let ChannelDims { c, s, .. } = d;
     let run = if s == 1 { c } else { s };
-    let task = Runs::new(run);
-    out.par_chunks_mut(task.len())
-        .enumerate()
-        .for_each(|(t, out)| {
-            let src = src.map(|src| &src[t * task.len()..][..out.len()]);
-            let channels = (s > 1).then_some(c);
-            simd(AffineTask(out, src, k, task.first_run(t), run, channels));
-        });
+    let shares = Shares::new(out.len() / run, run);
+    let len = shares.len();
+    let parts = (out.chunks_mut(len).enumerate())
+        .map(|(i, out)| (src.map(|src| &src[i * len..][..out.len()]), out))
+        .collect();
+    on_threads(parts, |i, (src, out)| {
+        let channels = (s > 1).then_some(c);
+        simd(AffineTask(out, src, k, shares.first_unit(i), run, channels));
+    });
 }
 
-/// The runs of one rayon task: enough of them for [`MIN_TASK`] values, so that a task of
-/// short runs (a few dozen values each) pays one SIMD dispatch, not one per run.
-#[derive(Clone, Copy)]
-struct Runs {
-    run: usize,
-    per_task: usize,
-}
-
-impl Runs {
-    fn new(run: usize) -> Self {
-        Self {
-            run,
-            per_task: (MIN_TASK / run).max(1),
-        }
-    }
-
-    /// Values per task.
-    fn len(self) -> usize {
-        self.run * self.per_task
-    }
-
-    /// The index of task `t`'s first run.
-    fn first_run(self, t: usize) -> usize {
-        t * self.per_task
-    }
-}
-
-/// One task of [`apply_channel_affine`]: runs from `first_run` on, each a row of `C`
-/// channels (`channels = None`) or the run of channel `run_index % C`.
+/// One share of [`apply_channel_affine`]: runs from `first_run` on, each a row of `C`
+/// channels (`channels = None`) or the run of channel `run_index % C`. A share of short runs
+/// (a few dozen values each) pays one SIMD dispatch, not one per run.
 struct AffineTask<'a, E>(
     &'a mut [E],
     Option<&'a [E]>,
@@ -275,42 +240,40 @@ pub(crate) fn channel_grad_sums<E: Real>(
     d: ChannelDims,
 ) -> GradSums {
     let ChannelDims { c, s, .. } = d;
+    let run = if s == 1 { c } else { s };
+    let shares = Shares::new(x.len() / run, run);
+    let parts = x
+        .chunks(shares.len())
+        .zip(dy.chunks(shares.len()))
+        .collect();
     if s == 1 {
-        let rows_per_task = (MIN_TASK / c).max(1);
-        let pairs = x
-            .par_chunks(c)
-            .zip(dy.par_chunks(c))
-            .with_min_len(rows_per_task);
-        return pairs
-            .fold(
-                || GradSums::zeros(c),
-                |mut sums, (x, dy)| {
-                    let lanes = sums
-                        .dy
-                        .iter_mut()
-                        .zip(sums.dy_x.iter_mut())
-                        .zip(&mut sums.x);
-                    for (((s1, s2), s0), ((&x, &g), &mu)) in lanes.zip(x.iter().zip(dy).zip(mean)) {
-                        let (g, centred) = (g.to_f64(), x.to_f64() - mu);
-                        *s1 += g;
-                        *s2 += g * centred;
-                        *s0 += centred;
-                    }
-                    sums
-                },
-            )
-            .reduce(|| GradSums::zeros(c), GradSums::add);
+        return on_threads(parts, |_, (x, dy)| {
+            let mut sums = GradSums::zeros(c);
+            for (x, dy) in x.chunks(c).zip(dy.chunks(c)) {
+                let lanes = (sums.dy.iter_mut())
+                    .zip(sums.dy_x.iter_mut())
+                    .zip(&mut sums.x);
+                for (((s1, s2), s0), ((&x, &g), &mu)) in lanes.zip(x.iter().zip(dy).zip(mean)) {
+                    let (g, centred) = (g.to_f64(), x.to_f64() - mu);
+                    *s1 += g;
+                    *s2 += g * centred;
+                    *s0 += centred;
+                }
+            }
+            sums
+        })
+        .into_iter()
+        .fold(GradSums::zeros(c), GradSums::add);
     }
-    let task = Runs::new(s);
     let centres: Vec<Centre<E>> = mean.iter().map(|&m| Centre::new(m)).collect();
-    x.par_chunks(task.len())
-        .zip(dy.par_chunks(task.len()))
-        .enumerate()
-        .map(|(t, (x, dy))| simd(TaskGradSums(x, dy, &centres, task.first_run(t), s)))
-        .reduce(|| GradSums::zeros(c), GradSums::add)
+    on_threads(parts, |i, (x, dy)| {
+        simd(TaskGradSums(x, dy, &centres, shares.first_unit(i), s))
+    })
+    .into_iter()
+    .fold(GradSums::zeros(c), GradSums::add)
 }
 
-/// One task of [`channel_grad_sums`]: the runs of `S` values from `first_run` on.
+/// One share of [`channel_grad_sums`]: the runs of `S` values from `first_run` on.
 struct TaskGradSums<'a, E>(&'a [E], &'a [E], &'a [Centre<E>], usize, usize);
 
 impl<E: Real> SimdKernel for TaskGradSums<'_, E> {
@@ -373,21 +336,21 @@ pub(crate) fn apply_channel_grad<E: Real>(
 ) {
     let ChannelDims { c, s, .. } = d;
     let run = if s == 1 { c } else { s };
-    let task = Runs::new(run);
-    out.par_chunks_mut(task.len())
-        .enumerate()
-        .for_each(|(t, out)| {
-            let start = t * task.len();
-            let (x, dy) = (
-                &x[start..][..out.len()],
-                dy.map(|dy| &dy[start..][..out.len()]),
-            );
-            let channels = (s > 1).then_some(c);
-            simd(GradTask(out, x, dy, k, task.first_run(t), run, channels));
-        });
+    let shares = Shares::new(out.len() / run, run);
+    let len = shares.len();
+    let parts = (out.chunks_mut(len).enumerate())
+        .map(|(i, out)| {
+            let values = i * len..i * len + out.len();
+            (&x[values.clone()], dy.map(|dy| &dy[values]), out)
+        })
+        .collect();
+    on_threads(parts, |i, (x, dy, out)| {
+        let channels = (s > 1).then_some(c);
+        simd(GradTask(out, x, dy, k, shares.first_unit(i), run, channels));
+    });
 }
 
-/// One task of [`apply_channel_grad`], as [`AffineTask`].
+/// One share of [`apply_channel_grad`], as [`AffineTask`].
 struct GradTask<'a, E>(
     &'a mut [E],
     &'a [E],

@@ -9,9 +9,11 @@
 //! Sums run in the input's precision over sixteen independent lanes within a run (so they
 //! vectorize; a run is short) and in `f64` across runs; means and variances come from centred
 //! sums, never `Σx² - (Σx)²/m`. The mean is split into its rounding to `E` and the remainder,
-//! so `x - mean` loses nothing to the rounding of a large mean. Work is split across rayon's
-//! pool by runs or rows, each task compiled for the CPU's SIMD width ([`simd`]); an input is
-//! read from memory once or twice, and every output is written once.
+//! so `x - mean` loses nothing to the rounding of a large mean. The channel kernels split
+//! their runs into a few shares per thread, taken in turn by the calling thread and rayon's
+//! workers ([`shares`]); the row kernels split their rows across rayon's pool. Each share or
+//! task is compiled for the CPU's SIMD width ([`simd`]); an input is read from memory once or
+//! twice, and every output is written once.
 
 use std::ops::{Add, Mul, Sub};
 
@@ -55,11 +57,11 @@ impl Real for f64 {
     }
 }
 
-/// Values per rayon task: below this, handing work to another thread (tens of
-/// microseconds to wake it) costs more than it saves.
+/// The least values a share or rayon task is given: below this, handing work to another
+/// thread (tens of microseconds to wake it) costs more than it saves.
 const MIN_TASK: usize = 1 << 16;
 
-/// A kernel's body for one task, compiled by [`simd`] for the widest SIMD instruction set
+/// A kernel's body for one share or task, compiled by [`simd`] for the widest SIMD instruction set
 /// this CPU offers. `run` must be `#[inline(always)]`: it is then compiled inside pulp's
 /// dispatched function (a closure or a function called through `FnOnce` would not be).
 trait SimdKernel {
@@ -69,7 +71,7 @@ trait SimdKernel {
 
 /// Runs `kernel` compiled for AVX2 and FMA on x86-64 CPUs that have them (pulp picks at run
 /// time), so its loops vectorize at that width even when the binary targets baseline x86-64.
-/// Called inside each rayon task.
+/// Called inside each share or task.
 #[inline(always)]
 fn simd<K: SimdKernel>(kernel: K) -> K::Output {
     struct Dispatched<K>(K);
@@ -296,6 +298,7 @@ fn map_run2<E: Real>(out: &mut [E], x: &[E], dy: Option<&[E]>, f: impl Fn(E, E) 
 mod activation;
 mod channel;
 mod row;
+mod shares;
 #[cfg(test)]
 mod tests;
 

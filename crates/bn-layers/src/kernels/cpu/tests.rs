@@ -45,7 +45,7 @@ fn assert_all_close(got: &[f64], want: &[f64], tol: f64) {
 
 #[test]
 fn channel_moments_match_the_definition_at_every_layout() {
-    // (300, 3, 300): several rayon tasks of 218 runs each, so tasks start mid-way through
+    // (300, 3, 300): several shares of 218 runs each, so shares start mid-way through
     // the cycle of channels.
     for (n, c, s) in [
         (2, 1, 1),
@@ -196,8 +196,8 @@ fn row_norm_and_its_backward_match_the_formula() {
 }
 
 #[test]
-fn channel_affine_over_several_tasks_matches_the_formula() {
-    // Several rayon tasks of 218 runs each (tasks start mid-way through the channels' cycle),
+fn channel_affine_over_several_shares_matches_the_formula() {
+    // Several shares of 218 runs each (shares start mid-way through the channels' cycle),
     // out of place and in place.
     let d = ChannelDims {
         n: 300,

@@ -1,7 +1,8 @@
-//! The kernels on Burn's CubeCL backend (`burn::backend::Cube`: wgpu here, and the same
-//! source on CUDA, ROCm and Metal): `#[cube(launch)]` kernels in `f32` with `f32`
-//! accumulation. Other dtypes, and a fusion-wrapped `Cube` ([`unfused`]), take the composed
-//! path.
+//! The kernels on Burn's CubeCL backend (`CubeBackend`: wgpu here, and the same source on
+//! CUDA, ROCm and Metal): `#[cube(launch)]` kernels in `f32` with `f32` accumulation. Other
+//! dtypes take the composed path. With Burn's `fusion` feature, `burn::backend::Cube` is
+//! `Fusion<CubeBackend>`, whose ops queue these kernels as custom operations
+//! ([`super::fusion`]).
 //!
 //! - **Statistics** (`device::set_moments`): one cube per channel (BatchNorm) or per row (GroupNorm,
 //!   the rows of `[N·G, K]` seen as the channels of `[1, N·G, K]`). Each unit strides over the
@@ -26,39 +27,21 @@
 mod device;
 mod host;
 
-use std::any::{Any, TypeId};
-
+use burn::backend::TensorMetadata;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Cube, TensorMetadata};
 use burn::tensor::DType;
+use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::{NormGradKernels, NormKernels, composed};
 use crate::Activation;
 
-/// Whether `FloatTensor<Cube>` is `CubeTensor`: true unless Burn's `fusion` feature is on in
-/// the build (then `Cube` is `Fusion<CubeBackend>`, whose tensors are lazy `FusionTensor`s,
-/// and the ops take the composed path, which fusion records like any other).
-fn unfused() -> bool {
-    TypeId::of::<FloatTensor<Cube>>() == TypeId::of::<CubeTensor>()
+/// Whether the kernels take this call: every tensor `f32`.
+fn runs_kernels(tensors: &[&CubeTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
-/// `value` as `B`, which must be its own type: the identity between `FloatTensor<Cube>` and
-/// `CubeTensor` that [`unfused`] checked, written so that it also compiles when they differ.
-fn retype<A: Any, B: Any>(value: A) -> B {
-    let mut slot = Some(value);
-    (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<B>>()
-        .and_then(Option::take)
-        .expect("FloatTensor<Cube> is CubeTensor (checked by `runs_kernels`)")
-}
-
-/// Whether the kernels take this call: unfused, and every tensor `f32`.
-fn runs_kernels(tensors: &[&FloatTensor<Cube>]) -> bool {
-    unfused() && tensors.iter().all(|t| t.dtype() == DType::F32)
-}
-
-impl NormKernels for Cube {
+impl NormKernels for CubeBackend {
     fn batch_norm_train_fused(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -69,10 +52,9 @@ impl NormKernels for Cube {
         if !runs_kernels(&[&x, &gamma, &beta]) {
             return composed::batch_norm_train_fused::<Self>(x, gamma, beta, epsilon, activation);
         }
-        let (y, mean, var) =
-            host::batch_norm_train(retype(x), retype(gamma), retype(beta), epsilon);
-        let y = composed::activate::<Self>(retype(y), activation);
-        (y, retype(mean), retype(var))
+        let (y, mean, var) = host::batch_norm_train(x, gamma, beta, epsilon);
+        let y = composed::activate::<Self>(y, activation);
+        (y, mean, var)
     }
 
     fn batch_norm_eval_fused(
@@ -90,14 +72,8 @@ impl NormKernels for Cube {
                 x, gamma, beta, mean, var, epsilon, act,
             );
         }
-        let y = host::batch_norm_eval(
-            retype(x),
-            (retype(gamma), retype(beta)),
-            retype(mean),
-            retype(var),
-            epsilon,
-        );
-        composed::activate::<Self>(retype(y), activation)
+        let y = host::batch_norm_eval(x, (gamma, beta), mean, var, epsilon);
+        composed::activate::<Self>(y, activation)
     }
 
     fn group_norm_fused(
@@ -110,13 +86,12 @@ impl NormKernels for Cube {
         if !runs_kernels(&[&x, &gamma, &beta]) {
             return composed::group_norm_fused::<Self>(x, gamma, beta, groups, epsilon);
         }
-        let (y, mean, var) =
-            host::group_norm(retype(x), retype(gamma), retype(beta), groups, epsilon);
-        (retype(y), retype(mean), retype(var))
+        let (y, mean, var) = host::group_norm(x, gamma, beta, groups, epsilon);
+        (y, mean, var)
     }
 }
 
-impl NormGradKernels for Cube {
+impl NormGradKernels for CubeBackend {
     fn batch_norm_fused_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -140,16 +115,9 @@ impl NormGradKernels for Cube {
                 None,
             );
         }
-        let (dx, dgamma, dbeta) = host::batch_norm_backward(
-            retype(x),
-            retype(gamma),
-            retype(mean),
-            retype(var),
-            epsilon,
-            retype(dy),
-            batch_stats,
-        );
-        (retype(dx), retype(dgamma), retype(dbeta))
+        let (dx, dgamma, dbeta) =
+            host::batch_norm_backward(x, gamma, mean, var, epsilon, dy, batch_stats);
+        (dx, dgamma, dbeta)
     }
 
     fn group_norm_fused_backward(
@@ -166,15 +134,8 @@ impl NormGradKernels for Cube {
                 x, gamma, mean, var, groups, epsilon, dy,
             );
         }
-        let (dx, dgamma, dbeta) = host::group_norm_backward(
-            retype(x),
-            retype(gamma),
-            retype(mean),
-            retype(var),
-            groups,
-            epsilon,
-            retype(dy),
-        );
-        (retype(dx), retype(dgamma), retype(dbeta))
+        let (dx, dgamma, dbeta) =
+            host::group_norm_backward(x, gamma, mean, var, groups, epsilon, dy);
+        (dx, dgamma, dbeta)
     }
 }
