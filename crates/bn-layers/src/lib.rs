@@ -31,7 +31,8 @@
 //! default) records each layer as one autodiff node with a closed-form backward
 //! ([`NormKernels`]): hand-written kernels on flex (the `flex` feature: rayon, AVX2 where the
 //! CPU has it, no buffers beyond the output, the statistics and the input gradient), CubeCL
-//! kernels on wgpu (the `wgpu` feature; f32), the same math in Burn's tensor ops on every
+//! kernels on Burn's `Cube` backend (the `cube` feature, or `wgpu`; f32; with Burn's fusion
+//! on or off), the same math in Burn's tensor ops on every
 //! other backend and wherever this crate was built without the backend's feature (none is on
 //! by default); the composed one is the textbook algorithm in plain tensor ops. Both are
 //! checked against PyTorch; on the precision cases (large means, tiny spreads) the fused

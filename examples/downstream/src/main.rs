@@ -20,7 +20,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 
@@ -78,7 +78,9 @@ impl StripeNet {
 fn stripes() -> (Vec<f32>, Vec<i64>) {
     let mut state = 12345u64;
     let mut uniform = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 40) as f32 / (1u64 << 24) as f32
     };
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
@@ -103,7 +105,10 @@ fn tensors(range: std::ops::Range<usize>, device: &Device) -> (Tensor<4>, Tensor
     let pixels = pixels[range.start * per_image..range.end * per_image].to_vec();
     let labels = labels[range.clone()].to_vec();
     (
-        Tensor::from_data(TensorData::new(pixels, [range.len(), 1, SIDE, SIDE]), device),
+        Tensor::from_data(
+            TensorData::new(pixels, [range.len(), 1, SIDE, SIDE]),
+            device,
+        ),
         Tensor::from_data(TensorData::new(labels, [range.len()]), device),
     )
 }
@@ -114,37 +119,50 @@ fn accuracy(scores: Tensor<2>, labels: Tensor<1, Int>) -> f64 {
     correct as f64 / SAMPLES as f64
 }
 
-/// The largest difference, relative to the larger value, between bn-layers' two compute paths
-/// in one model: training scores, the gradient of the first convolution's weight, and the
-/// evaluation scores after that step (running statistics, and the eval ops).
-fn paths_gap(device: &Device) -> f64 {
+/// The largest difference, relative to the largest value, between bn-layers' two compute
+/// paths in one model: of the training scores, of the gradient of the first convolution's
+/// weight, and of the evaluation scores after that step (running statistics, the eval ops).
+fn paths_gap(device: &Device) -> [f64; 3] {
     let fused = StripeNet::new(device, ComputePath::Fused);
-    let composed = StripeNet::new(device, ComputePath::Composed).load_record(fused.clone().into_record());
+    let composed =
+        StripeNet::new(device, ComputePath::Composed).load_record(fused.clone().into_record());
     let (images, labels) = tensors(0..BATCH, device);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let step = |model: &StripeNet| {
         let scores = model.forward(images.clone());
         let grads = loss_fn.forward(scores.clone(), labels.clone()).backward();
-        let weight_grad = model.conv1.weight.grad(&grads).expect("conv1 takes part in the loss");
+        let weight_grad = model
+            .conv1
+            .weight
+            .grad(&grads)
+            .expect("conv1 takes part in the loss");
         let eval_scores = model.valid().forward(images.clone().inner());
-        (scores.inner().flatten::<1>(0, 1), weight_grad.flatten::<1>(0, 3), eval_scores.flatten::<1>(0, 1))
+        (
+            scores.inner().flatten::<1>(0, 1),
+            weight_grad.flatten::<1>(0, 3),
+            eval_scores.flatten::<1>(0, 1),
+        )
     };
     let (a, b) = (step(&fused), step(&composed));
-    [(a.0, b.0), (a.1, b.1), (a.2, b.2)]
-        .into_iter()
-        .map(|(a, b)| {
-            let scale = a.clone().abs().max().into_scalar::<f64>().max(1e-6);
-            (a - b).abs().max().into_scalar::<f64>() / scale
-        })
-        .fold(0.0, f64::max)
+    [(a.0, b.0), (a.1, b.1), (a.2, b.2)].map(|(a, b)| {
+        let scale = a.clone().abs().max().into_scalar::<f64>().max(1e-6);
+        (a - b).abs().max().into_scalar::<f64>() / scale
+    })
 }
 
 fn run(device: Device) -> Result<(), String> {
+    device.seed(7);
     let train_device = device.clone().autodiff();
     let gap = paths_gap(&train_device);
-    println!("fused against composed path: largest relative difference {gap:e}");
-    if !(gap <= 1e-4) {
-        return Err(format!("the fused and composed paths differ by {gap:e} (relative)"));
+    println!(
+        "fused against composed path, largest relative difference: training scores {:.1e}, \
+         conv1 weight gradient {:.1e}, evaluation scores {:.1e}",
+        gap[0], gap[1], gap[2]
+    );
+    if !gap.iter().all(|&g| g <= 1e-3) {
+        return Err(format!(
+            "the fused and composed paths differ by {gap:?} (relative)"
+        ));
     }
     let mut model = StripeNet::new(&train_device, ComputePath::Fused);
     let mut optimizer = AdamConfig::new().init();
@@ -158,14 +176,21 @@ fn run(device: Device) -> Result<(), String> {
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(1e-2, model, grads);
     }
-    let (first, last) = (losses[..4].iter().sum::<f64>(), losses[STEPS - 4..].iter().sum());
-    println!("loss: first four steps {:.4}, last four {:.4}", first / 4.0, last / 4.0);
-    if !(last < 0.5 * first) {
+    let first: f64 = losses[..4].iter().sum();
+    let last: f64 = losses[STEPS - 4..].iter().sum();
+    println!(
+        "loss: first four steps {:.4}, last four {:.4}",
+        first / 4.0,
+        last / 4.0
+    );
+    if last.is_nan() || last >= 0.5 * first {
         return Err(format!("training did not halve the loss: {losses:?}"));
     }
     let tracked = model.batch_norm.num_batches_tracked();
     if tracked != Some(STEPS as i64) {
-        return Err(format!("BatchNorm tracked {tracked:?} batches, not {STEPS}"));
+        return Err(format!(
+            "BatchNorm tracked {tracked:?} batches, not {STEPS}"
+        ));
     }
 
     // Evaluation: running statistics, no autodiff (PyTorch's model.eval()).
@@ -187,16 +212,23 @@ fn run(device: Device) -> Result<(), String> {
         .try_load_file(&path)
         .map_err(|err| format!("loading {}: {err}", path.display()))?
         .valid();
-    std::fs::remove_file(&path).map_err(|err| format!("removing {}: {err}", path.display()))?;
-    let difference = (reloaded.forward(images) - scores).abs().max().into_scalar::<f64>();
+    let difference = (reloaded.forward(images) - scores)
+        .abs()
+        .max()
+        .into_scalar::<f64>();
     let stats = |model: &StripeNet| {
         let (mean, var) = model.batch_norm.running_stats()?;
-        Some([mean, var].map(|t| t.into_data().to_vec::<f32>().ok()))
+        Some([mean, var].map(|t| t.into_data().try_to_vec::<f32>().ok()))
     };
     let same_stats = reloaded.batch_norm.num_batches_tracked() == tracked
         && stats(&eval).is_some()
         && stats(&reloaded) == stats(&eval);
-    println!("reloaded model: largest score difference {difference:e}, same running stats: {same_stats}");
+    println!(
+        "reloaded model: largest score difference {difference:e}, same running stats: {same_stats}"
+    );
+    // Burn reads a loaded record's values from the file when they are first used, so the file
+    // stays until the reloaded model has run.
+    std::fs::remove_file(&path).map_err(|err| format!("removing {}: {err}", path.display()))?;
     if difference != 0.0 || !same_stats {
         return Err("the reloaded model differs from the saved one".into());
     }
