@@ -89,7 +89,7 @@ pub use error::NormError;
 pub use fold::{fold_into_conv2d, fold_into_linear};
 pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use instance_norm::{InstanceNorm, InstanceNormConfig};
-pub use kernels::{NormGradKernels, NormKernels};
+pub use kernels::{NormGradKernels, NormKernels, has_kernels};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use rank::{ComputePath, InputRank};
 pub use sync::{Replica, ReplicaGroup, ReplicaSumBackend, StatsReducer, SyncBatchNorm};

@@ -1,15 +1,19 @@
 //! A user's own Burn project with bn-layers, set up as bn-layers' README says (burn with its
-//! default features, bn-layers by path with the `flex` feature), outside the workspace.
+//! default features, bn-layers by path), outside the workspace.
 //!
 //! It builds a small CNN with BatchNorm, GroupNorm, InstanceNorm and LayerNorm inside its own
 //! `#[derive(Module)]`, trains it with burn's Adam to tell horizontal from vertical stripes,
 //! evaluates it, saves its record, reloads it into a fresh model and checks that the reloaded
 //! model gives the same outputs and running statistics. Any failure exits non-zero.
 //!
+//! It prints whether bn-layers has kernels for the device and fails unless that is what the
+//! build's features promise.
+//!
 //! ```text
-//! cargo run --release -- flex                           # bn-layers' CPU kernels
-//! cargo run --release -- wgpu                           # wgpu, no bn-layers kernels: Burn's ops
-//! cargo run --release --features wgpu-kernels -- wgpu   # bn-layers' CubeCL kernels, under fusion
+//! cargo run --release -- flex                   # no kernels (bn-layers' defaults): Burn's ops
+//! cargo run --release -- wgpu                   # the same on wgpu
+//! cargo run --release --features flex -- flex   # bn-layers' CPU kernels
+//! cargo run --release --features cube -- wgpu   # bn-layers' CubeCL kernels, under fusion
 //! ```
 
 use bn_layers::{
@@ -27,7 +31,7 @@ use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 const SIDE: usize = 8;
 const SAMPLES: usize = 64;
 const BATCH: usize = 16;
-const STEPS: usize = 40;
+const STEPS: usize = 60;
 
 /// The user's model: two convolutions, each normalization layer of bn-layers, a linear head.
 #[derive(Module, Debug)]
@@ -150,7 +154,17 @@ fn paths_gap(device: &Device) -> [f64; 3] {
     })
 }
 
-fn run(device: Device) -> Result<(), String> {
+fn run(device: Device, kernels_expected: bool) -> Result<(), String> {
+    let kernels = bn_layers::has_kernels(&device);
+    println!(
+        "bn-layers kernels for this device: {}",
+        if kernels { "yes" } else { "no" }
+    );
+    if kernels != kernels_expected {
+        return Err(format!(
+            "has_kernels is {kernels}, but this build's features say {kernels_expected}"
+        ));
+    }
     device.seed(7);
     let train_device = device.clone().autodiff();
     let gap = paths_gap(&train_device);
@@ -237,15 +251,18 @@ fn run(device: Device) -> Result<(), String> {
 
 fn main() {
     let backend = std::env::args().nth(1).unwrap_or_else(|| "flex".into());
-    let device = match backend.as_str() {
-        "flex" => Device::flex(),
-        "wgpu" => Device::wgpu(DeviceKind::DefaultDevice),
+    let (device, kernels_expected) = match backend.as_str() {
+        "flex" => (Device::flex(), cfg!(feature = "flex")),
+        "wgpu" => (
+            Device::wgpu(DeviceKind::DefaultDevice),
+            cfg!(feature = "cube"),
+        ),
         other => {
             eprintln!("error: unknown backend '{other}' (expected flex or wgpu)");
             std::process::exit(2);
         }
     };
-    match run(device) {
+    match run(device, kernels_expected) {
         Ok(()) => println!("downstream on {backend}: ok"),
         Err(err) => {
             eprintln!("error: downstream on {backend}: {err}");

@@ -149,17 +149,36 @@ impl NormKernels for burn::backend::NdArray {}
 #[cfg(feature = "ndarray")]
 impl NormGradKernels for burn::backend::NdArray {}
 
+/// The backend of `device`, from the upper byte of its dispatch type id.
+fn backend(device: &Device) -> Option<DispatchDeviceId> {
+    let id = burn::backend::Device::to_id(device.as_dispatch()).type_id >> 8;
+    DispatchDeviceId::try_from(id).ok()
+}
+
 /// Whether this build implements [`NormKernels`] for the backend of `device`. The
 /// extension's dispatch covers only the backends named in its attribute and panics on any
 /// other (LibTorch, the remote backend, a cubecl runtime when this crate was built without
 /// `cube`), so the layers take the composed path there instead.
 pub(crate) fn covers(device: &Device) -> bool {
-    // The upper byte of a dispatch device's type id names its backend.
-    let id = burn::backend::Device::to_id(device.as_dispatch()).type_id >> 8;
-    let backend = DispatchDeviceId::try_from(id);
-    (cfg!(feature = "flex") && matches!(backend, Ok(DispatchDeviceId::Flex)))
-        || (cfg!(feature = "ndarray") && matches!(backend, Ok(DispatchDeviceId::NdArray)))
-        || (cfg!(feature = "cube") && matches!(backend, Ok(DispatchDeviceId::Cube)))
+    has_kernels(device)
+        || (cfg!(feature = "ndarray") && matches!(backend(device), Some(DispatchDeviceId::NdArray)))
+}
+
+/// Whether this build of bn-layers runs hand-written kernels for `device`'s backend on the
+/// fused path ([`ComputePath::Fused`](crate::ComputePath::Fused)): flex with the `flex`
+/// feature, Burn's `Cube` backend (any CubeCL runtime, with or without Burn's fusion) with
+/// `cube`, with or without autodiff. Elsewhere the layers compute the same formulas from
+/// Burn's tensor ops: the same results, slower.
+///
+/// ```
+/// use burn::tensor::Device;
+///
+/// assert_eq!(bn_layers::has_kernels(&Device::flex()), cfg!(feature = "flex"));
+/// ```
+pub fn has_kernels(device: &Device) -> bool {
+    let backend = backend(device);
+    (cfg!(feature = "flex") && matches!(backend, Some(DispatchDeviceId::Flex)))
+        || (cfg!(feature = "cube") && matches!(backend, Some(DispatchDeviceId::Cube)))
 }
 
 /// [`NormKernels::batch_norm_train_fused`] on `Tensor`s: `(y, mean, biased variance)`, the
@@ -238,5 +257,14 @@ mod tests {
     fn the_flex_kernels_cover_flex_devices_with_and_without_autodiff() {
         assert!(covers(&Device::flex()));
         assert!(covers(&Device::flex().autodiff()));
+        assert!(has_kernels(&Device::flex().autodiff()));
+    }
+
+    #[test]
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    fn ndarray_runs_the_fused_ops_from_tensor_ops_not_kernels() {
+        assert!(covers(&Device::ndarray()));
+        assert!(!has_kernels(&Device::ndarray()));
     }
 }
