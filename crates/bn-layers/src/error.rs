@@ -88,6 +88,22 @@ pub enum NormError {
         /// Why not, with the numbers.
         reason: String,
     },
+    /// This build of bn-layers has no implementation of an op the layer cannot do without
+    /// for the input's backend: SyncBatchNorm's in-process cross-replica sum, whose backward
+    /// is itself a cross-replica sum, exists only for flex, ndarray and Burn's `Cube`, each
+    /// with bn-layers' feature of the same name (`cube` or `wgpu` for `Cube`).
+    #[error(
+        "{layer}: {op} is not available for the backend of device {device} in this build; \
+         enable bn-layers' feature for it (flex, ndarray, or cube/wgpu for CubeCL)"
+    )]
+    UnsupportedBackend {
+        /// The layer that needs the op.
+        layer: &'static str,
+        /// The op it needs.
+        op: &'static str,
+        /// The input's device.
+        device: String,
+    },
 }
 
 impl NormError {
@@ -101,6 +117,7 @@ impl NormError {
             NormError::GroupsNotDivisible { .. } => "GroupsNotDivisible",
             NormError::InvalidConfig { .. } => "InvalidConfig",
             NormError::NotFoldable { .. } => "NotFoldable",
+            NormError::UnsupportedBackend { .. } => "UnsupportedBackend",
         }
     }
 

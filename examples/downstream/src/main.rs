@@ -18,7 +18,7 @@
 
 use bn_layers::{
     BatchNorm, BatchNormConfig, ComputePath, GroupNorm, GroupNormConfig, InstanceNorm,
-    InstanceNormConfig, LayerNorm, LayerNormConfig,
+    InstanceNormConfig, LayerNorm, LayerNormConfig, NormError, ReplicaGroup, SyncBatchNorm,
 };
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -154,6 +154,24 @@ fn paths_gap(device: &Device) -> [f64; 3] {
     })
 }
 
+/// SyncBatchNorm in a group of one replica: it normalizes where this build has the
+/// cross-replica sum for the device's backend (where it has kernels), and otherwise returns
+/// a `NormError` saying so.
+fn sync_batch_norm(device: &Device, kernels: bool) -> Result<(), String> {
+    let replica = ReplicaGroup::new(1).member(0);
+    let layer = SyncBatchNorm::new(BatchNormConfig::new_2d(8).init(device), replica, 1);
+    let (images, _) = tensors(0..BATCH, device);
+    let x = Tensor::cat(vec![images; 8], 1);
+    match (layer.try_forward(x).map(|y| y.dims()), kernels) {
+        (Ok(dims), true) => println!("SyncBatchNorm on one replica: normalized {dims:?}"),
+        (Err(err @ NormError::UnsupportedBackend { .. }), false) => {
+            println!("SyncBatchNorm on one replica: {err}")
+        }
+        (result, _) => return Err(format!("SyncBatchNorm (kernels: {kernels}): {result:?}")),
+    }
+    Ok(())
+}
+
 fn run(device: Device, kernels_expected: bool) -> Result<(), String> {
     let kernels = bn_layers::has_kernels(&device);
     println!(
@@ -167,6 +185,7 @@ fn run(device: Device, kernels_expected: bool) -> Result<(), String> {
     }
     device.seed(7);
     let train_device = device.clone().autodiff();
+    sync_batch_norm(&train_device, kernels)?;
     let gap = paths_gap(&train_device);
     println!(
         "fused against composed path, largest relative difference: training scores {:.1e}, \

@@ -104,7 +104,9 @@ impl SyncBatchNorm {
     /// # Errors
     /// Those of [`BatchNorm::try_forward`], except that [`NormError::TooFewValues`] is about the
     /// global batch: one replica may hold a single value per channel as long as the group
-    /// holds more than one.
+    /// holds more than one. [`NormError::UnsupportedBackend`] when the statistics are summed
+    /// across a [`ReplicaGroup`](super::ReplicaGroup) on a backend this build has no
+    /// cross-replica sum for (see [`has_kernels`](crate::has_kernels); ndarray has one too).
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let bn = &self.bn;
         let training = bn.training.trains_on(&input.device());
@@ -118,6 +120,13 @@ impl SyncBatchNorm {
         let [n, c, s] = bn.check_shape(&shape)?;
         check_eps_for_batch_stats("SyncBatchNorm", bn.eps)?;
         let device = input.device();
+        if matches!(reducer, StatsReducer::Replicas(_)) && !crate::kernels::covers(&device) {
+            return Err(NormError::UnsupportedBackend {
+                layer: "SyncBatchNorm",
+                op: "the in-process cross-replica sum",
+                device: format!("{device:?}"),
+            });
+        }
         let x = input.reshape([n, c, s]);
         let local_count = (n * s) as f64;
 
