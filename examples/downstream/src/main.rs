@@ -77,44 +77,52 @@ impl StripeNet {
     }
 }
 
-/// `SAMPLES` images of stripes, horizontal (label 0) or vertical (label 1), with a random
-/// phase, contrast and noise from a fixed linear congruential generator.
-fn stripes() -> (Vec<f32>, Vec<i64>) {
-    let mut state = 12345u64;
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 40) as f32 / (1u64 << 24) as f32
-    };
-    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for i in 0..SAMPLES {
-        let vertical = i % 2 == 1;
-        let (phase, contrast) = ((uniform() * 2.0) as usize, 0.5 + uniform());
-        for row in 0..SIDE {
-            for col in 0..SIDE {
-                let along = if vertical { col } else { row };
-                let on = (along + phase) % 2 == 0;
-                pixels.push(contrast * f32::from(u8::from(on)) + 0.2 * (uniform() - 0.5));
-            }
-        }
-        labels.push(i64::from(vertical));
-    }
-    (pixels, labels)
+/// `SAMPLES` images of stripes, horizontal (label 0) or vertical (label 1).
+struct Stripes {
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
 }
 
-fn tensors(range: std::ops::Range<usize>, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let (pixels, labels) = stripes();
-    let per_image = SIDE * SIDE;
-    let pixels = pixels[range.start * per_image..range.end * per_image].to_vec();
-    let labels = labels[range.clone()].to_vec();
-    (
-        Tensor::from_data(
-            TensorData::new(pixels, [range.len(), 1, SIDE, SIDE]),
-            device,
-        ),
-        Tensor::from_data(TensorData::new(labels, [range.len()]), device),
-    )
+impl Stripes {
+    /// The images, with a random phase, contrast and noise from a fixed linear congruential
+    /// generator.
+    fn new() -> Self {
+        let mut state = 12345u64;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..SAMPLES {
+            let vertical = i % 2 == 1;
+            let (phase, contrast) = ((uniform() * 2.0) as usize, 0.5 + uniform());
+            for row in 0..SIDE {
+                for col in 0..SIDE {
+                    let along = if vertical { col } else { row };
+                    let on = (along + phase) % 2 == 0;
+                    pixels.push(contrast * f32::from(u8::from(on)) + 0.2 * (uniform() - 0.5));
+                }
+            }
+            labels.push(i64::from(vertical));
+        }
+        Self { pixels, labels }
+    }
+
+    /// Images `range` and their labels on `device`.
+    fn batch(&self, range: std::ops::Range<usize>, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let per_image = SIDE * SIDE;
+        let pixels = self.pixels[range.start * per_image..range.end * per_image].to_vec();
+        let labels = self.labels[range.clone()].to_vec();
+        (
+            Tensor::from_data(
+                TensorData::new(pixels, [range.len(), 1, SIDE, SIDE]),
+                device,
+            ),
+            Tensor::from_data(TensorData::new(labels, [range.len()]), device),
+        )
+    }
 }
 
 fn accuracy(scores: Tensor<2>, labels: Tensor<1, Int>) -> f64 {
@@ -126,11 +134,11 @@ fn accuracy(scores: Tensor<2>, labels: Tensor<1, Int>) -> f64 {
 /// The largest difference, relative to the largest value, between bn-layers' two compute
 /// paths in one model: of the training scores, of the gradient of the first convolution's
 /// weight, and of the evaluation scores after that step (running statistics, the eval ops).
-fn paths_gap(device: &Device) -> [f64; 3] {
+fn paths_gap(data: &Stripes, device: &Device) -> [f64; 3] {
     let fused = StripeNet::new(device, ComputePath::Fused);
     let composed =
         StripeNet::new(device, ComputePath::Composed).load_record(fused.clone().into_record());
-    let (images, labels) = tensors(0..BATCH, device);
+    let (images, labels) = data.batch(0..BATCH, device);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let step = |model: &StripeNet| {
         let scores = model.forward(images.clone());
@@ -157,10 +165,10 @@ fn paths_gap(device: &Device) -> [f64; 3] {
 /// SyncBatchNorm in a group of one replica: it normalizes where this build has the
 /// cross-replica sum for the device's backend (where it has kernels), and otherwise returns
 /// a `NormError` saying so.
-fn sync_batch_norm(device: &Device, kernels: bool) -> Result<(), String> {
+fn sync_batch_norm(data: &Stripes, device: &Device, kernels: bool) -> Result<(), String> {
     let replica = ReplicaGroup::new(1).member(0);
     let layer = SyncBatchNorm::new(BatchNormConfig::new_2d(8).init(device), replica, 1);
-    let (images, _) = tensors(0..BATCH, device);
+    let (images, _) = data.batch(0..BATCH, device);
     let x = Tensor::cat(vec![images; 8], 1);
     match (layer.try_forward(x).map(|y| y.dims()), kernels) {
         (Ok(dims), true) => println!("SyncBatchNorm on one replica: normalized {dims:?}"),
@@ -185,8 +193,9 @@ fn run(device: Device, kernels_expected: bool) -> Result<(), String> {
     }
     device.seed(7);
     let train_device = device.clone().autodiff();
-    sync_batch_norm(&train_device, kernels)?;
-    let gap = paths_gap(&train_device);
+    let data = Stripes::new();
+    sync_batch_norm(&data, &train_device, kernels)?;
+    let gap = paths_gap(&data, &train_device);
     println!(
         "fused against composed path, largest relative difference: training scores {:.1e}, \
          conv1 weight gradient {:.1e}, evaluation scores {:.1e}",
@@ -203,7 +212,7 @@ fn run(device: Device, kernels_expected: bool) -> Result<(), String> {
     let mut losses = Vec::new();
     for step in 0..STEPS {
         let first = (step * BATCH) % SAMPLES;
-        let (images, labels) = tensors(first..first + BATCH, &train_device);
+        let (images, labels) = data.batch(first..first + BATCH, &train_device);
         let loss = loss_fn.forward(model.forward(images), labels);
         losses.push(loss.clone().into_scalar::<f64>());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -228,7 +237,7 @@ fn run(device: Device, kernels_expected: bool) -> Result<(), String> {
 
     // Evaluation: running statistics, no autodiff (PyTorch's model.eval()).
     let eval = model.valid();
-    let (images, labels) = tensors(0..SAMPLES, &device);
+    let (images, labels) = data.batch(0..SAMPLES, &device);
     let scores = eval.forward(images.clone());
     let accuracy = accuracy(scores.clone(), labels);
     println!("evaluation accuracy: {accuracy:.3}");

@@ -86,13 +86,7 @@ pub(crate) fn apply_activation_grad<E: Real>(
     dy: Option<&[E]>,
     activation: Activation,
 ) {
-    let len = Shares::new(out.len(), 1).len();
-    let parts = (out.chunks_mut(len).enumerate())
-        .map(|(i, out)| {
-            let values = i * len..i * len + out.len();
-            (&y[values.clone()], dy.map(|dy| &dy[values]), out)
-        })
-        .collect();
+    let parts = Shares::new(out.len(), 1).split(out, y, dy);
     on_threads(parts, |_, (y, dy, out)| {
         simd(GradTask(out, y, dy, activation))
     });

@@ -337,13 +337,7 @@ pub(crate) fn apply_channel_grad<E: Real>(
     let ChannelDims { c, s, .. } = d;
     let run = if s == 1 { c } else { s };
     let shares = Shares::new(out.len() / run, run);
-    let len = shares.len();
-    let parts = (out.chunks_mut(len).enumerate())
-        .map(|(i, out)| {
-            let values = i * len..i * len + out.len();
-            (&x[values.clone()], dy.map(|dy| &dy[values]), out)
-        })
-        .collect();
+    let parts = shares.split(out, x, dy);
     on_threads(parts, |i, (x, dy, out)| {
         let channels = (s > 1).then_some(c);
         simd(GradTask(out, x, dy, k, shares.first_unit(i), run, channels));

@@ -15,6 +15,9 @@ use super::MIN_TASK;
 /// Shares per thread: enough for a thread that falls behind to be made up by the others.
 const SHARES_PER_THREAD: usize = 4;
 
+/// One share's values of a kernel's input `x` and of `dy`, and its part of the output.
+pub(crate) type Part<'a, E> = (&'a [E], Option<&'a [E]>, &'a mut [E]);
+
 /// A split of `units` equal units of work (runs or rows of `unit` values) into contiguous
 /// shares of `per_share` units, the last one shorter.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +50,23 @@ impl Shares {
     /// The index of share `share`'s first unit.
     pub(crate) fn first_unit(self, share: usize) -> usize {
         share * self.per_share
+    }
+
+    /// `out` cut into shares, each with the same values of `x` and of `dy` (both as long as
+    /// `out`).
+    pub(crate) fn split<'a, E>(
+        self,
+        out: &'a mut [E],
+        x: &'a [E],
+        dy: Option<&'a [E]>,
+    ) -> Vec<Part<'a, E>> {
+        let len = self.len();
+        (out.chunks_mut(len).enumerate())
+            .map(|(i, out)| {
+                let values = i * len..i * len + out.len();
+                (&x[values.clone()], dy.map(|dy| &dy[values]), out)
+            })
+            .collect()
     }
 }
 

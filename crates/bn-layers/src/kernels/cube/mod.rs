@@ -86,8 +86,7 @@ impl NormKernels for CubeBackend {
         if !runs_kernels(&[&x, &gamma, &beta]) {
             return composed::group_norm_fused::<Self>(x, gamma, beta, groups, epsilon);
         }
-        let (y, mean, var) = host::group_norm(x, gamma, beta, groups, epsilon);
-        (y, mean, var)
+        host::group_norm(x, gamma, beta, groups, epsilon)
     }
 }
 
@@ -115,9 +114,7 @@ impl NormGradKernels for CubeBackend {
                 None,
             );
         }
-        let (dx, dgamma, dbeta) =
-            host::batch_norm_backward(x, gamma, mean, var, epsilon, dy, batch_stats);
-        (dx, dgamma, dbeta)
+        host::batch_norm_backward(x, gamma, mean, var, epsilon, dy, batch_stats)
     }
 
     fn group_norm_fused_backward(
@@ -134,8 +131,6 @@ impl NormGradKernels for CubeBackend {
                 x, gamma, mean, var, groups, epsilon, dy,
             );
         }
-        let (dx, dgamma, dbeta) =
-            host::group_norm_backward(x, gamma, mean, var, groups, epsilon, dy);
-        (dx, dgamma, dbeta)
+        host::group_norm_backward(x, gamma, mean, var, groups, epsilon, dy)
     }
 }
