@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What burn-train's Learner costs per step: one epoch of the main job (the seeds' recipe,
+# What burn-train's Learner costs per step: one epoch of the main job (the reference recipe,
 # `--limit-test 128` so evaluation hardly counts) against the same epoch in a bare loop
 # (benches/training_loop.rs: same model, data order, loss, optimizer and schedule), the two
 # alternated twice in one session.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main-job table: 10 epochs of BN-LeNet on the real Fashion-MNIST on flex, the
-# default flags, the plain LeNet (`--norm none`) and the seeds' recipe (`--momentum 0
+# default flags, the plain LeNet (`--norm none`) and the reference recipe (`--momentum 0
 # --schedule constant`), one after the other. Seconds per epoch include the evaluation on the
 # 10,000 test images after every epoch.
 #

@@ -11,8 +11,8 @@ Runs, in order:
   1. `runs` rounds of the layer benchmarks, each round PyTorch (benches/bench_norm.py) then
      ours from a plain binary (benches/norm_plain.rs: a plain `main`, the system allocator,
      burn's default features, flex). Both use the same harness and timing rule.
-  2. `training-runs` rounds of BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128),
-     one epoch each, each round PyTorch then ours: shared/baselines/train_lenet.py and our
+  2. `training-runs` rounds of BN-LeNet training, the reference recipe (SGD lr 0.1, batch 128),
+     one epoch each, each round PyTorch then ours: scripts/train_lenet.py and our
      main job (`--limit-test 128`, so evaluation hardly counts, as PyTorch's timing leaves
      evaluation out). The ratio is taken within each round.
 
@@ -61,8 +61,8 @@ def our_layers(out):
     return json.loads(out.read_text())
 
 
-def pytorch_training(python, shared, out):
-    subprocess.run([python, str(shared / "baselines" / "train_lenet.py"), "--bn", "--epochs", "1",
+def pytorch_training(python, out):
+    subprocess.run([python, str(ROOT / "scripts" / "train_lenet.py"), "--bn", "--epochs", "1",
                     "--out", str(out)], check=True)
     return json.loads(out.read_text())["epochs"][0]["img_per_s"]
 
@@ -113,14 +113,11 @@ def layer_table(torch_runs, our_runs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=os.environ.get("PYTHON", "python3"))
-    parser.add_argument("--shared", default=str(ROOT.parent / "shared"),
-                        help="the folder holding baselines/train_lenet.py")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--training-runs", type=int, default=3)
     parser.add_argument("--no-training", action="store_true",
                         help="skip the BN-LeNet training comparison (keeps its old table)")
     args = parser.parse_args()
-    shared = Path(args.shared)
     torch_version = check_torch(args.python)
     RAW.mkdir(parents=True, exist_ok=True)
     torch_runs, our_runs = [], []
@@ -137,12 +134,10 @@ def main():
     table, summary = layer_table(torch_runs, our_runs)
     lines += table
     if not args.no_training:
-        if not (shared / "baselines" / "train_lenet.py").is_file():
-            sys.exit(f"error: {shared}/baselines/train_lenet.py not found; pass --shared DIR")
         torch_ips, our_ips = [], []
         for _ in range(args.training_runs):
             with tempfile.TemporaryDirectory() as tmp:
-                torch_ips.append(pytorch_training(args.python, shared, Path(tmp) / "lenet.json"))
+                torch_ips.append(pytorch_training(args.python, Path(tmp) / "lenet.json"))
                 our_ips.append(our_training(Path(tmp) / "lenet"))
         (RAW / "training.json").write_text(json.dumps(
             {"pytorch_images_per_second": torch_ips, "ours_images_per_second": our_ips}, indent=1))
@@ -151,7 +146,7 @@ def main():
     if training:
         torch_ips, our_ips = training["pytorch_images_per_second"], training["ours_images_per_second"]
         ratios = [o / t for o, t in zip(our_ips, torch_ips)]
-        lines += ["", "BN-LeNet training, the seeds' recipe (SGD lr 0.1, batch 128, 2 threads), one "
+        lines += ["", "BN-LeNet training, the reference recipe (SGD lr 0.1, batch 128, 2 threads), one "
                   f"epoch of 60,000 images, training loop only, {len(ratios)} rounds of PyTorch "
                   "then ours, median (min–max); the ratio is taken within each round "
                   "(`docs/performance/training.json`):",

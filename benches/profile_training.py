@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Where BN-LeNet's training time goes, ours against PyTorch's, in one session.
 
-    python3 benches/profile_training.py [--python VENV/bin/python] [--shared ../shared]
+    python3 benches/profile_training.py [--python VENV/bin/python] 
 
-1. Ours: one epoch of the main job on flex, the seeds' recipe (SGD lr 0.1, batch 128,
+1. Ours: one epoch of the main job on flex, the reference recipe (SGD lr 0.1, batch 128,
    `--limit-test 128` so evaluation hardly counts), under `perf record` with DWARF call
    graphs. Each sample is put in the op class of the frames on its stack (a convolution's
    GEMM counts as convolution, a linear layer's as linear; see CLASSES).
-2. PyTorch: 100 training steps of shared/baselines/train_lenet.py's model under
+2. PyTorch: 100 training steps of scripts/train_lenet.py's model under
    torch.profiler, each aten op's self CPU time put in the same classes.
 
 Writes docs/performance/profile-ours.txt (perf's samples per class), profile-pytorch.txt
@@ -83,11 +83,11 @@ def our_profile(data):
     return main, every, report["images_per_second"]
 
 
-def pytorch_profile(python, shared, table):
+def pytorch_profile(python, table):
     """Self CPU milliseconds per class of STEPS PyTorch training steps."""
     code = f"""
 import json, sys, time
-sys.path.insert(0, {str(shared / "baselines")!r})
+sys.path.insert(0, {str(ROOT / "scripts")!r})
 import torch, torch.nn as nn
 from torch.profiler import profile, ProfilerActivity
 from train_lenet import lenet, load
@@ -125,17 +125,12 @@ print(json.dumps({{"events": events, "wall_ms": wall * 1000, "torch": torch.__ve
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python", default=os.environ.get("PYTHON", "python3"))
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared"),
-                    help="the folder holding baselines/train_lenet.py")
     args = ap.parse_args()
-    shared = Path(args.shared)
-    if not (shared / "baselines" / "train_lenet.py").is_file():
-        sys.exit(f"error: {shared}/baselines/train_lenet.py not found; pass --shared DIR")
     RAW.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         main_thread, every_thread, our_ips = our_profile(Path(tmp) / "perf.data")
-    torch_ms, torch_raw = pytorch_profile(args.python, shared, RAW / "profile-pytorch.txt")
+    torch_ms, torch_raw = pytorch_profile(args.python, RAW / "profile-pytorch.txt")
 
     # perf samples a thread only while it runs: a class's samples times the sampling period
     # are its CPU time, over both threads (flex's rayon pool has one thread per core).

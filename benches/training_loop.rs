@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench training_loop -- [--epochs N]
 //! ```
-//! Plain `main`, the system allocator, flex. The seeds' recipe: SGD lr 0.1 without momentum,
+//! Plain `main`, the system allocator, flex. The reference recipe (`scripts/train_lenet.py`): SGD lr 0.1 without momentum,
 //! a constant rate, batch 128. Prints the training loop's images/s.
 
 // A benchmark binary: its items are not a public API.

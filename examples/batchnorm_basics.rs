@@ -35,7 +35,7 @@ struct Args {
 
 const BATCH: usize = 32;
 const FEATURES: usize = 5;
-/// The agreement the issue asks of the two compute paths.
+/// The agreement required of the two compute paths.
 const PATH_TOLERANCE: f32 = 1e-6;
 
 fn main() -> ExitCode {

@@ -1,7 +1,7 @@
 //! Runs a PyTorch golden file through the layers of `bn-layers`.
 //!
 //! ```text
-//! cargo run --release --example conformance -- ../shared/conformance/golden.json --dtype f64
+//! cargo run --release --example conformance -- tests/data/pytorch_golden.json --dtype f64
 //! ```
 //!
 //! Prints the backend and device, one line per case, and `N passed, M failed`; exits with
@@ -19,7 +19,7 @@ use clap::{Parser, ValueEnum};
 /// Check the normalization layers against PyTorch's golden vectors.
 #[derive(Parser, Debug)]
 struct Args {
-    /// A golden JSON file in the format of shared/conformance/gen_golden.py.
+    /// A golden JSON file in the format of scripts/gen_golden.py.
     file: PathBuf,
     /// Float precision: f64 where the backend supports it (tolerance 1e-9), f32 otherwise
     /// (tolerance 1e-4; where a case carries PyTorch's float32 results, at most twice

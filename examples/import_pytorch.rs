@@ -1,4 +1,4 @@
-//! Loads a PyTorch state_dict of the seeds' `BNLeNet` or `MLPWithBN` (`.pt` or `.safetensors`),
+//! Loads a PyTorch state_dict of the reference PyTorch `BNLeNet` or `MLPWithBN` (`.pt` or `.safetensors`),
 //! evaluates it in evaluation mode on the Fashion-MNIST test set, and writes the accuracy and
 //! the logits of the first 16 test images as JSON. `--fold` also folds the BatchNorms into the
 //! layers before them and reports the inference speed-up; `--export` writes the weights back
@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example import_pytorch -- --model bn_lenet \
-//!     --weights ../shared/interop/bn_lenet.pt --out logits.json --fold
+//!     --weights tests/data/interop/bn_lenet.pt --out logits.json --fold
 //! ```
 
 use std::path::PathBuf;
@@ -54,7 +54,7 @@ struct Args {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ModelArg {
-    /// The seeds' `BNLeNet` (keys `net.0.weight` ... `net.15.bias`).
+    /// The reference PyTorch `BNLeNet` (keys `net.0.weight` ... `net.15.bias`).
     #[value(name = "bn_lenet")]
     BnLenet,
     /// The seed's `MLPWithBN` (keys `fc1`, `bn1`, `fc2`, `bn2`, `fc3`).

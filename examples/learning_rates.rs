@@ -23,7 +23,7 @@ use serde_json::json;
 /// Sweep the learning rate for BN-LeNet and plain LeNet.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Learning rates to try (the five, then 5 and 10 to find where each breaks).
+    /// Learning rates to try (the five classic rates, then 5 and 10 to find where each breaks).
     #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0])]
     lrs: Vec<f64>,
     /// Epochs per run.

@@ -1,6 +1,6 @@
 //! Trains D2L's BN-LeNet on Fashion-MNIST with burn-train (default: SGD with momentum 0.9,
 //! lr 0.1 on a cosine schedule, batch 128, 10 epochs; `--momentum 0 --schedule constant` is
-//! the seeds' recipe) and writes config, checkpoints, metrics.csv,
+//! the reference recipe) and writes config, checkpoints, metrics.csv,
 //! curves.svg and report.json to the artifact directory.
 //!
 //! ```text
@@ -39,10 +39,10 @@ struct Args {
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
     optimizer: OptimizerArg,
-    /// SGD momentum (0 = plain SGD, the seeds' recipe).
+    /// SGD momentum (0 = plain SGD, the reference recipe).
     #[arg(long, default_value_t = 0.9, value_parser = cli::momentum, allow_negative_numbers = true)]
     momentum: f64,
-    /// Learning-rate schedule: cosine annealing to 0, or constant (the seeds' recipe).
+    /// Learning-rate schedule: cosine annealing to 0, or constant (the reference recipe).
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
     /// Normalization layer: ours, burn, group, layer or none (plain LeNet).

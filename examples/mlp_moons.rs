@@ -1,7 +1,7 @@
 //! Seed 002's experiment: scikit-learn's two moons (1,000 points, noise 0.1), a 2-64-2 MLP
 //! with and without BatchNorm, plain SGD, batch 32, 10 epochs, at the seed's learning rate
 //! 1e-4 and at 0.1. Prints the per-epoch losses next to PyTorch's
-//! (`shared/baselines/moons.out`) and plots both curves per learning rate.
+//! (`docs/pytorch/moons.out`) and plots both curves per learning rate.
 //!
 //! ```text
 //! cargo run --release --example mlp_moons [-- --seed 42]
@@ -48,7 +48,7 @@ const NOISE: f64 = 0.1;
 const BATCH: usize = 32;
 const LEARNING_RATES: [f64; 2] = [1e-4, 0.1];
 
-/// PyTorch 2.15's epoch losses for the same recipe, from `shared/baselines/moons.out`
+/// PyTorch 2.15's epoch losses for the same recipe, from `docs/pytorch/moons.out`
 /// (lr, BN, the 10 losses).
 const PYTORCH: [(f64, bool, [f64; 10]); 4] = [
     (

@@ -1,4 +1,4 @@
-"""Checks in PyTorch that our safetensors export loads into the seeds' own classes.
+"""Checks in PyTorch that our safetensors export loads into the reference PyTorch classes.
 
 For BNLeNet and MLPWithBN: runs `examples/import_pytorch.rs` on the checkpoint in
 tests/data/interop/ with `--export`, loads the exported file with

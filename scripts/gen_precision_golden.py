@@ -4,7 +4,7 @@ variance or an uncentred backward loses digits in float32.
 
     python scripts/gen_precision_golden.py      # writes tests/data/precision_golden.json
 
-The format is shared/conformance/gen_golden.py's (see its docstring), plus one field per
+The format is scripts/gen_golden.py's (see its docstring), plus one field per
 step: "float32" holds PyTorch's own float32 results for the same step (output, grad_input,
 grad_weight, grad_bias, running_mean, running_var). Every input, upstream gradient and
 parameter is a float32 value (stored exactly in the float64 JSON), and the float64 reference
@@ -118,7 +118,7 @@ def main():
              {"num_features": 3, "eps": 1e-5, "momentum": 0.1, "affine": True,
               "track_running_stats": False}, ["train"], (2, 3, 12, 12), 1e4, 1.0, 9),
     ]
-    doc = {"format": "shared/conformance/gen_golden.py's, plus per-step 'float32': PyTorch's "
+    doc = {"format": "scripts/gen_golden.py's, plus per-step 'float32': PyTorch's "
                      "float32 results on the same float32 inputs (scripts/gen_precision_golden.py)",
            "torch_version": torch.__version__, "dtype": "float64", "num_cases": len(cases),
            "cases": cases}

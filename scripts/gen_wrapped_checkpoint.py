@@ -1,4 +1,4 @@
-"""Writes tests/data/interop/bn_lenet_training_checkpoint.pt: the shared BNLeNet state_dict as a
+"""Writes tests/data/interop/bn_lenet_training_checkpoint.pt: the committed BNLeNet state_dict as a
 training script saves it from an nn.DataParallel model,
 {"epoch": 2, "model_state_dict": {"module.net.0.weight": ...}, "optimizer_state_dict": {...}}.
 

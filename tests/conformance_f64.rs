@@ -2,7 +2,7 @@
 //! paths, with the runner of the `conformance` example.
 //!
 //! The file is a byte-for-byte copy of `shared/conformance/golden.json`, written by
-//! `shared/conformance/gen_golden.py` from PyTorch 2.x in float64 (outputs, gradients and
+//! `scripts/gen_golden.py` from PyTorch 2.x in float64 (outputs, gradients and
 //! running statistics) and re-derived in numpy by `verify_golden.py`; CI checks the copy.
 
 mod common;

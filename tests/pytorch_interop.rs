@@ -1,7 +1,7 @@
-//! Importing the seeds' PyTorch checkpoints, exporting them back, and folding BatchNorm.
+//! Importing the reference PyTorch checkpoints, exporting them back, and folding BatchNorm.
 //!
 //! The checkpoints and `expected.json` in `tests/data/interop/` were written by
-//! `shared/interop/gen_interop.py` (PyTorch, the seeds' own `BNLeNet` and `MLPWithBN` classes,
+//! `scripts/gen_interop.py` (PyTorch, the reference `BNLeNet` and `MLPWithBN` classes,
 //! 2 epochs of SGD on Fashion-MNIST): eval-mode logits of the first 16 test images and the
 //! eval-mode accuracy on all 10,000. CI checks the copies equal the shared originals.
 

@@ -1,4 +1,4 @@
-//! The golden-file format written by `shared/conformance/gen_golden.py` (see its docstring).
+//! The golden-file format written by `scripts/gen_golden.py` (see its docstring).
 
 use std::path::Path;
 

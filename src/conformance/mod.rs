@@ -1,4 +1,4 @@
-//! Runs PyTorch golden cases (the format of `shared/conformance/gen_golden.py`) through the
+//! Runs PyTorch golden cases (the format of `scripts/gen_golden.py`) through the
 //! layers of `bn-layers` and compares every output, gradient and running statistic.
 //!
 //! Each case builds a layer from PyTorch's class name and keyword arguments, loads its

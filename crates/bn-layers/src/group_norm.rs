@@ -198,7 +198,7 @@ impl GroupNorm {
 #[cfg(test)]
 mod tests {
     //! Expected values: PyTorch 2.x float64 output printed by
-    //! `shared/conformance/semantics_probe.py` (sections 5 and 8), or computed by hand.
+    //! `scripts/semantics_probe.py` (sections 5 and 8), or computed by hand.
 
     use super::*;
     use crate::test_util::{assert_close, tensor, train_device};

@@ -279,7 +279,7 @@ impl InstanceNorm {
 
 #[cfg(test)]
 mod tests {
-    //! Behavior checked against `shared/conformance/semantics_probe.py` (section 9) and its
+    //! Behavior checked against `scripts/semantics_probe.py` (section 9) and its
     //! output; numbers computed by hand.
 
     use super::*;

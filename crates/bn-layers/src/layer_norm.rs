@@ -183,7 +183,7 @@ impl LayerNorm {
 #[cfg(test)]
 mod tests {
     //! Expected values: PyTorch 2.x float64 output printed by
-    //! `shared/conformance/semantics_probe.py` (section 8), or computed by hand where noted.
+    //! `scripts/semantics_probe.py` (section 8), or computed by hand where noted.
 
     use super::*;
     use crate::test_util::{assert_close, tensor, train_device};

@@ -132,7 +132,7 @@ impl FoldBatchNorm for BnLeNet {
     }
 }
 
-/// The seeds' `BNLeNet`: `self.net = nn.Sequential(...)`, so keys are `net.<index>.*`.
+/// The reference PyTorch `BNLeNet` (`scripts/gen_interop.py`): `self.net = nn.Sequential(...)`, so keys are `net.<index>.*`.
 impl PytorchStateDict for BnLeNet {
     const CLASS: &'static str = "BNLeNet";
     const LAYERS: &'static [(&'static str, &'static str, LayerKind)] = &[

@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn lenet_parameter_counts_match_the_seed() {
-        // D2L / the seeds' PyTorch count (shared/baselines/params.out).
+        // D2L's PyTorch count, `scripts/train_lenet.py --count-params` (docs/pytorch/params.out).
         let with_bn = BnLeNetConfig::new().init(&device());
         assert_eq!(trainable_params(&with_bn), 44_878);
         let burn_bn = BnLeNetConfig::new()

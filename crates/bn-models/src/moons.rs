@@ -1,4 +1,4 @@
-//! The two-moons classifier of the seeds' toy experiment.
+//! The two-moons classifier of the toy experiment in `scripts/moons.py`.
 
 use burn::config::Config;
 use burn::module::Module;

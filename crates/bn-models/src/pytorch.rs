@@ -1,4 +1,4 @@
-//! PyTorch state_dicts of the seeds' models: import from `.pt`/`.safetensors`, export to
+//! PyTorch state_dicts of the reference PyTorch models (`scripts/gen_interop.py`): import from `.pt`/`.safetensors`, export to
 //! `.safetensors` with PyTorch's key names.
 //!
 //! A model that implements [`PytorchStateDict`] names, for each of its top-level layers, the

@@ -23,7 +23,7 @@ pub enum OptimizerKind {
 /// How the learning rate changes over the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LrSchedule {
-    /// `lr` throughout (the seeds' recipe).
+    /// `lr` throughout (the reference recipe).
     Constant,
     /// Cosine annealing from `lr` to 0 over all the run's steps (PyTorch's
     /// `CosineAnnealingLR`).
@@ -31,7 +31,7 @@ pub enum LrSchedule {
 }
 
 /// The training recipe. Defaults: SGD with momentum 0.9, lr 0.1 annealed to 0 along a
-/// cosine, batch 128, 10 epochs. The seeds' recipe is `momentum = 0`, `schedule = Constant`.
+/// cosine, batch 128, 10 epochs. The reference recipe (`scripts/train_lenet.py`, D2L's) is `momentum = 0`, `schedule = Constant`.
 #[derive(Config, Debug)]
 pub struct TrainConfig {
     /// Number of epochs. Default: 10.

@@ -1,5 +1,5 @@
 //! BatchNorm's unit tests. Expected values are PyTorch 2.x float64 output printed by
-//! `shared/conformance/semantics_probe.py` (sections 2 and 4), verbatim, or computed by hand
+//! `scripts/semantics_probe.py` (sections 2 and 4), verbatim, or computed by hand
 //! where a test shows the computation.
 
 use super::*;

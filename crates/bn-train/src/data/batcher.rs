@@ -1,4 +1,4 @@
-//! Turns images into normalized tensors, as the seeds do: `(x / 255 - 0.5) / 0.5`.
+//! Turns images into normalized tensors, as the reference PyTorch scripts do: `(x / 255 - 0.5) / 0.5`.
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -18,7 +18,7 @@ pub struct ImageBatch {
 #[derive(Debug, Clone, Default)]
 pub struct ImageBatcher;
 
-/// The seeds' pixel normalization: `(x / 255 - 0.5) / 0.5`.
+/// The reference scripts' pixel normalization: `(x / 255 - 0.5) / 0.5`.
 pub fn normalize_pixel(x: u8) -> f32 {
     (x as f32 / 255.0 - 0.5) / 0.5
 }

@@ -1,6 +1,6 @@
 //! scikit-learn's `make_moons`, point for point: two interleaving half circles with Gaussian
 //! noise, generated with the same random stream as `sklearn.datasets.make_moons(n, noise=...,
-//! random_state=seed)`, so the seeds' experiment sees the same 1,000 points here.
+//! random_state=seed)`, so the PyTorch experiment (`scripts/moons.py`) sees the same 1,000 points here.
 //!
 //! scikit-learn draws from NumPy's legacy `RandomState`: the MT19937 generator seeded with
 //! `init_genrand(seed)`, a Fisher–Yates shuffle with masked rejection sampling, then normal
@@ -154,7 +154,7 @@ mod tests {
     fn points_and_labels_are_scikit_learns() {
         // scikit-learn 1.9.1: `X, y = make_moons(1000, noise=0.1, random_state=42)`, printed
         // as `X[[0, 1, 2, 500, 999]]` and `y[[...]]`. The first three also open
-        // shared/baselines/moons.out.
+        // docs/pytorch/moons.out.
         let moons = make_moons(1000, 0.1, 42);
         let want = [
             (0, [-0.05146968, 0.44419863], 1),
