@@ -62,6 +62,14 @@ fn tensor_f64<E: FlexReal>(data: &[f64]) -> FlexTensor {
     tensor(data, Shape::new([len]))
 }
 
+/// A kernel's output of `shape` on a fresh buffer ([`cpu::zeroed`]), `kernel` writing every
+/// value of it.
+fn new_output<E: FlexReal>(shape: Shape, kernel: impl FnOnce(&mut [E])) -> FlexTensor {
+    let mut out = cpu::zeroed::<E>(shape.num_elements());
+    kernel(&mut out);
+    tensor(out, shape)
+}
+
 /// Whether `t` owns a contiguous buffer of exactly its elements, so it can be overwritten.
 fn owns_its_buffer(t: &FlexTensor) -> bool {
     let size = t.dtype().size();
@@ -86,9 +94,7 @@ fn write_over<E: FlexReal>(
         out
     } else {
         let src = contiguous(src);
-        let mut out = vec![E::from_f64(0.0); shape.num_elements()];
-        kernel(&mut out, Some(values::<E>(&src)));
-        tensor(out, shape)
+        new_output::<E>(shape, |out| kernel(out, Some(values::<E>(&src))))
     }
 }
 
@@ -108,13 +114,10 @@ fn batch_norm_train_fused<E: FlexReal>(
         .map(|(g, v)| g / (v + epsilon).sqrt())
         .collect();
     let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta), activation);
-    let mut out = vec![E::from_f64(0.0); shape.num_elements()];
-    cpu::apply_channel_affine(&mut out, Some(input), d, &k);
-    (
-        tensor(out, shape),
-        tensor_f64::<E>(&mean),
-        tensor_f64::<E>(&var),
-    )
+    let out = new_output::<E>(shape, |out| {
+        cpu::apply_channel_affine(out, Some(input), d, &k);
+    });
+    (out, tensor_f64::<E>(&mean), tensor_f64::<E>(&var))
 }
 
 fn batch_norm_eval_fused<E: FlexReal>(
@@ -210,20 +213,13 @@ fn group_norm_fused<E: FlexReal>(
     let shape = x.shape();
     let d = row_dims(&shape, groups);
     let x = contiguous(x);
-    let mut out = vec![E::from_f64(0.0); shape.num_elements()];
-    let (mean, var) = cpu::row_norm(
-        &mut out,
-        values::<E>(&x),
-        d,
-        &to_f64::<E>(gamma),
-        &to_f64::<E>(beta),
-        epsilon,
-    );
-    (
-        tensor(out, shape),
-        tensor_f64::<E>(&mean),
-        tensor_f64::<E>(&var),
-    )
+    let (gamma, beta) = (to_f64::<E>(gamma), to_f64::<E>(beta));
+    let mut stats = (Vec::new(), Vec::new());
+    let out = new_output::<E>(shape, |out| {
+        stats = cpu::row_norm(out, values::<E>(&x), d, &gamma, &beta, epsilon);
+    });
+    let (mean, var) = stats;
+    (out, tensor_f64::<E>(&mean), tensor_f64::<E>(&var))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -98,7 +98,7 @@ struct GradTask<'a, E>(&'a mut [E], &'a [E], Option<&'a [E]>, Activation);
 impl<E: Real> SimdKernel for GradTask<'_, E> {
     type Output = ();
     #[inline(always)]
-    fn run(self) {
+    fn run<S: pulp::Simd>(self, _: S) {
         let GradTask(out, y, dy, activation) = self;
         match activation {
             Activation::Sigmoid => map_run2(out, y, dy, |y, g| {

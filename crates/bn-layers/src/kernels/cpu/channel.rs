@@ -4,7 +4,7 @@
 use super::activation::relu;
 use super::shares::{Shares, on_threads};
 use super::{
-    Centre, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run, sum_run2,
+    Affine, Centre, Moments, Real, SimdKernel, add_vectors, lanes, map_run, map_run2, simd,
 };
 use crate::Activation;
 
@@ -55,12 +55,12 @@ struct TaskMoments<'a, E>(&'a [E], usize, usize, usize);
 impl<E: Real> SimdKernel for TaskMoments<'_, E> {
     type Output = Vec<Moments>;
     #[inline(always)]
-    fn run(self) -> Vec<Moments> {
+    fn run<S: pulp::Simd>(self, simd: S) -> Vec<Moments> {
         let TaskMoments(values, first_run, s, c) = self;
         let mut acc = vec![Moments::default(); c];
         for (i, run) in values.chunks(s).enumerate() {
             let channel = (first_run + i) % c;
-            acc[channel] = acc[channel].merge(Moments::of(run));
+            acc[channel] = acc[channel].merge(Moments::of(simd, run));
         }
         acc
     }
@@ -83,7 +83,8 @@ fn sum_rows<E: Real>(x: &[E], c: usize, add: impl Fn(&mut [f64], &[E]) + Sync) -
 /// Per-channel `y = f((x - mean) · scale + shift)`, the coefficients in the input's
 /// precision, `f` an activation or the identity.
 pub(crate) struct ChannelAffine<E> {
-    centre: Vec<Centre<E>>,
+    /// One per channel, as separate vectors so a row of channels loads each contiguously.
+    hi: Vec<E>,
     scale: Vec<E>,
     shift: Vec<E>,
     activation: Option<Activation>,
@@ -96,11 +97,23 @@ impl<E: Real> ChannelAffine<E> {
         shift: &[f64],
         activation: Option<Activation>,
     ) -> Self {
+        let affine: Vec<Affine<E>> = (mean.iter().zip(scale).zip(shift))
+            .map(|((&m, &a), &b)| Centre::new(m).affine(a, b))
+            .collect();
         Self {
-            centre: mean.iter().map(|&m| Centre::new(m)).collect(),
-            scale: scale.iter().map(|&v| E::from_f64(v)).collect(),
-            shift: shift.iter().map(|&v| E::from_f64(v)).collect(),
+            hi: affine.iter().map(|t| t.hi).collect(),
+            scale: affine.iter().map(|t| t.scale).collect(),
+            shift: affine.iter().map(|t| t.shift).collect(),
             activation,
+        }
+    }
+
+    #[inline(always)]
+    fn channel(&self, ch: usize) -> Affine<E> {
+        Affine {
+            hi: self.hi[ch],
+            scale: self.scale[ch],
+            shift: self.shift[ch],
         }
     }
 }
@@ -140,7 +153,7 @@ struct AffineTask<'a, E>(
 impl<E: Real> SimdKernel for AffineTask<'_, E> {
     type Output = ();
     #[inline(always)]
-    fn run(self) {
+    fn run<S: pulp::Simd>(self, _: S) {
         // One copy of the loops per activation, each with `f` inlined (and vectorized).
         match self.2.activation {
             None => self.run_with(|z| z),
@@ -171,20 +184,21 @@ fn affine_run<E: Real>(
 ) {
     match channel {
         Some(ch) => {
-            let (centre, a, b) = (k.centre[ch], k.scale[ch], k.shift[ch]);
-            map_run(out, src, |x| f(centre.apply(x) * a + b));
+            let affine = k.channel(ch);
+            map_run(out, src, |x| f(affine.apply(x)));
         }
         None => {
-            let coefficients = k.centre.iter().zip(&k.scale).zip(&k.shift);
+            let coefficients = k.hi.iter().zip(&k.scale).zip(&k.shift);
+            let affine = |((&hi, &scale), &shift)| Affine { hi, scale, shift };
             match src {
                 Some(src) => {
-                    for ((o, &x), ((centre, &a), &b)) in out.iter_mut().zip(src).zip(coefficients) {
-                        *o = f(centre.apply(x) * a + b);
+                    for ((o, &x), t) in out.iter_mut().zip(src).zip(coefficients) {
+                        *o = f(affine(t).apply(x));
                     }
                 }
                 None => {
-                    for (o, ((centre, &a), &b)) in out.iter_mut().zip(coefficients) {
-                        *o = f(centre.apply(*o) * a + b);
+                    for (o, t) in out.iter_mut().zip(coefficients) {
+                        *o = f(affine(t).apply(*o));
                     }
                 }
             }
@@ -279,13 +293,13 @@ struct TaskGradSums<'a, E>(&'a [E], &'a [E], &'a [Centre<E>], usize, usize);
 impl<E: Real> SimdKernel for TaskGradSums<'_, E> {
     type Output = GradSums;
     #[inline(always)]
-    fn run(self) -> GradSums {
+    fn run<S: pulp::Simd>(self, simd: S) -> GradSums {
         let TaskGradSums(x, dy, centres, first_run, s) = self;
         let c = centres.len();
         let mut sums = GradSums::zeros(c);
         for (i, (x, dy)) in x.chunks(s).zip(dy.chunks(s)).enumerate() {
             let channel = (first_run + i) % c;
-            let (s1, s2, s0) = grad_run_sums(x, dy, centres[channel]);
+            let (s1, s2, s0) = lanes::grad_sums(simd, x, dy, centres[channel]);
             sums.dy[channel] += s1;
             sums.dy_x[channel] += s2;
             sums.x[channel] += s0;
@@ -294,34 +308,19 @@ impl<E: Real> SimdKernel for TaskGradSums<'_, E> {
     }
 }
 
-/// `(Σ dy, Σ dy·c, Σ c)` over one run, `c` the centred `x`. The mean is a saved value of E
-/// (`lo = 0`): offsets are exact centrings.
-#[inline(always)]
-fn grad_run_sums<E: Real>(x: &[E], dy: &[E], centre: Centre<E>) -> (f64, f64, f64) {
-    (
-        sum_run(dy, |g| g),
-        sum_run2(x, dy, |x, g| g * centre.offset(x)),
-        sum_run(x, |x| centre.offset(x)),
-    )
-}
-
 /// Per-channel `dx = dy · k_dy + (x - mean) · k_x + k_0`, the coefficients in the input's
 /// precision.
 pub(crate) struct ChannelGrad<E> {
-    centre: Vec<Centre<E>>,
     k_dy: Vec<E>,
-    k_x: Vec<E>,
-    k_0: Vec<E>,
+    /// `(x - mean) · k_x + k_0`, as [`ChannelAffine`] keeps its coefficients.
+    centred: ChannelAffine<E>,
 }
 
 impl<E: Real> ChannelGrad<E> {
     pub(crate) fn new(mean: &[f64], k_dy: &[f64], k_x: &[f64], k_0: &[f64]) -> Self {
-        let cast = |v: &[f64]| v.iter().map(|&v| E::from_f64(v)).collect();
         Self {
-            centre: mean.iter().map(|&m| Centre::new(m)).collect(),
-            k_dy: cast(k_dy),
-            k_x: cast(k_x),
-            k_0: cast(k_0),
+            k_dy: k_dy.iter().map(|&v| E::from_f64(v)).collect(),
+            centred: ChannelAffine::new(mean, k_x, k_0, None),
         }
     }
 }
@@ -358,7 +357,7 @@ struct GradTask<'a, E>(
 impl<E: Real> SimdKernel for GradTask<'_, E> {
     type Output = ();
     #[inline(always)]
-    fn run(self) {
+    fn run<S: pulp::Simd>(self, _: S) {
         let GradTask(out, x, dy, k, first_run, run, channels) = self;
         for (i, out) in out.chunks_mut(run).enumerate() {
             let range = i * run..i * run + out.len();
@@ -378,25 +377,24 @@ fn grad_run<E: Real>(
 ) {
     match channel {
         Some(ch) => {
-            let centre = k.centre[ch];
-            let (a, b, c0) = (k.k_dy[ch], k.k_x[ch], k.k_0[ch]);
-            map_run2(out, x, dy, |x, g| g * a + centre.apply(x) * b + c0);
+            let (a, centred) = (k.k_dy[ch], k.centred.channel(ch));
+            map_run2(out, x, dy, |x, g| g.mul_add(a, centred.apply(x)));
         }
         None => {
-            let coefficients = (k.centre.iter().zip(&k.k_dy)).zip(k.k_x.iter().zip(&k.k_0));
+            let c = &k.centred;
+            let coefficients = (k.k_dy.iter().zip(&c.hi)).zip(c.scale.iter().zip(&c.shift));
+            let affine = |(&hi, (&scale, &shift))| Affine { hi, scale, shift };
             match dy {
                 Some(dy) => {
-                    for (((o, &x), &g), ((centre, &a), (&b, &c0))) in
+                    for (((o, &x), &g), ((&a, hi), t)) in
                         out.iter_mut().zip(x).zip(dy).zip(coefficients)
                     {
-                        *o = g * a + centre.apply(x) * b + c0;
+                        *o = g.mul_add(a, affine((hi, t)).apply(x));
                     }
                 }
                 None => {
-                    for ((o, &x), ((centre, &a), (&b, &c0))) in
-                        out.iter_mut().zip(x).zip(coefficients)
-                    {
-                        *o = *o * a + centre.apply(x) * b + c0;
+                    for ((o, &x), ((&a, hi), t)) in out.iter_mut().zip(x).zip(coefficients) {
+                        *o = o.mul_add(a, affine((hi, t)).apply(x));
                     }
                 }
             }

@@ -6,23 +6,36 @@
 //! - **per row** (GroupNorm, and through it InstanceNorm and LayerNorm): `x` is `[R, K]` with
 //!   `R = N·G` rows of `K = (C/G)·S` contiguous values, each row a run of `C/G` channels.
 //!
-//! Sums run in the input's precision over sixteen independent lanes within a run (so they
-//! vectorize; a run is short) and in `f64` across runs; means and variances come from centred
-//! sums, never `Σx² - (Σx)²/m`. The mean is split into its rounding to `E` and the remainder,
-//! so `x - mean` loses nothing to the rounding of a large mean. The channel kernels split
-//! their runs into a few shares per thread, taken in turn by the calling thread and rayon's
-//! workers ([`shares`]); the row kernels split their rows across rayon's pool. Each share or
-//! task is compiled for the CPU's SIMD width ([`simd`]); an input is read from memory once or
-//! twice, and every output is written once.
+//! Sums run in the input's precision within a run, in explicit SIMD vectors with two
+//! accumulators per sum ([`lanes`]; a run is short), and in `f64` across runs; means and
+//! variances come from centred sums, never `Σx² - (Σx)²/m`. The mean is split into its
+//! rounding to `E` and the remainder, so `x - mean` loses nothing to the rounding of a large
+//! mean. The channel kernels split their runs into a few shares per thread, taken in turn by
+//! the calling thread and rayon's workers ([`shares`]); the row kernels split their rows
+//! across rayon's pool. Each share or task is compiled for the CPU's SIMD width ([`simd`]);
+//! an input is read from memory once or twice, and every output is written once (a fresh one
+//! after [`zeroed`]).
 
 use std::ops::{Add, Mul, Sub};
 
+use lanes::Lanes;
+use rayon::iter::{IndexedParallelIterator, ParallelExtend};
+
 /// The float types the CPU kernels compute in.
 pub(crate) trait Real:
-    Copy + Send + Sync + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self>
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Lanes
 {
     fn from_f64(value: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// `self · a + b` with one rounding: one instruction in a kernel dispatched for FMA.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// The logistic sigmoid ([`activation`]).
     fn sigmoid(self) -> Self;
 }
@@ -35,6 +48,10 @@ impl Real for f32 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
     }
     #[inline(always)]
     fn sigmoid(self) -> Self {
@@ -52,6 +69,10 @@ impl Real for f64 {
         self
     }
     #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
+    }
+    #[inline(always)]
     fn sigmoid(self) -> Self {
         activation::sigmoid_f64(self)
     }
@@ -63,10 +84,11 @@ const MIN_TASK: usize = 1 << 16;
 
 /// A kernel's body for one share or task, compiled by [`simd`] for the widest SIMD instruction set
 /// this CPU offers. `run` must be `#[inline(always)]`: it is then compiled inside pulp's
-/// dispatched function (a closure or a function called through `FnOnce` would not be).
+/// dispatched function (a closure or a function called through `FnOnce` would not be). It
+/// gets the instruction set's token for the explicit vector code of [`lanes`].
 trait SimdKernel {
     type Output;
-    fn run(self) -> Self::Output;
+    fn run<S: pulp::Simd>(self, simd: S) -> Self::Output;
 }
 
 /// Runs `kernel` compiled for AVX2 and FMA on x86-64 CPUs that have them (pulp picks at run
@@ -78,84 +100,15 @@ fn simd<K: SimdKernel>(kernel: K) -> K::Output {
     impl<K: SimdKernel> pulp::WithSimd for Dispatched<K> {
         type Output = K::Output;
         #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _: S) -> K::Output {
-            self.0.run()
+        fn with_simd<S: pulp::Simd>(self, simd: S) -> K::Output {
+            self.0.run(simd)
         }
     }
     pulp::Arch::new().dispatch(Dispatched(kernel))
 }
 
-/// Lanes of the in-run accumulators: independent sums, so the loop vectorizes.
+/// Values the pivot of a run's moments is taken from ([`Moments::of`]).
 const LANES: usize = 16;
-
-/// The sum of `f(v)` over a run in the input's precision, sixteen lanes wide, as `f64`. A run
-/// is short (one channel's positions of one sample, or one row), so `E` keeps its digits; the
-/// runs' sums are then added in `f64`.
-#[inline(always)]
-fn sum_run<E: Real>(values: &[E], f: impl Fn(E) -> E) -> f64 {
-    let mut lanes = [E::from_f64(0.0); LANES];
-    let (chunks, tail) = values.as_chunks::<LANES>();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = *lane + f(v);
-        }
-    }
-    total(lanes) + tail.iter().map(|&v| f(v).to_f64()).sum::<f64>()
-}
-
-/// The lanes of an accumulator, added in `f64`.
-#[inline(always)]
-fn total<E: Real>(lanes: [E; LANES]) -> f64 {
-    lanes.iter().map(|v| v.to_f64()).sum()
-}
-
-/// `(Σ c, Σ c²)` of the offsets `c = v - hi` of a run, as [`sum_run`]: two passes over the
-/// run (it sits in cache). One loop accumulating both is vectorized by LLVM across each
-/// (sum, square) pair rather than across the lanes, which ran scalar.
-#[inline(always)]
-fn centred_sums<E: Real>(values: &[E], centre: Centre<E>) -> (f64, f64) {
-    let sum = sum_run(values, |v| centre.offset(v));
-    let square = sum_run(values, |v| {
-        let c = centre.offset(v);
-        c * c
-    });
-    (sum, square)
-}
-
-/// The sum of `f(a, b)` over pairs of two runs, as [`sum_run`].
-#[inline(always)]
-fn sum_run2<E: Real>(a: &[E], b: &[E], f: impl Fn(E, E) -> E) -> f64 {
-    let mut lanes = [E::from_f64(0.0); LANES];
-    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
-    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
-    for (ca, cb) in a_chunks.iter().zip(b_chunks) {
-        for ((lane, &va), &vb) in lanes.iter_mut().zip(ca).zip(cb) {
-            *lane = *lane + f(va, vb);
-        }
-    }
-    let tail: f64 = (a_tail.iter().zip(b_tail))
-        .map(|(&va, &vb)| f(va, vb).to_f64())
-        .sum();
-    total(lanes) + tail
-}
-
-/// The sum of `f(a, b, c)` over triples of three runs, as [`sum_run`].
-#[inline(always)]
-fn sum_run3<E: Real>(a: &[E], b: &[E], c: &[E], f: impl Fn(E, E, E) -> E) -> f64 {
-    let mut lanes = [E::from_f64(0.0); LANES];
-    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
-    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
-    let (c_chunks, c_tail) = c.as_chunks::<LANES>();
-    for ((ca, cb), cc) in a_chunks.iter().zip(b_chunks).zip(c_chunks) {
-        for (((lane, &va), &vb), &vc) in lanes.iter_mut().zip(ca).zip(cb).zip(cc) {
-            *lane = *lane + f(va, vb, vc);
-        }
-    }
-    let tail: f64 = (a_tail.iter().zip(b_tail).zip(c_tail))
-        .map(|((&va, &vb), &vc)| f(va, vb, vc).to_f64())
-        .sum();
-    total(lanes) + tail
-}
 
 /// A mean split for exact centring in the input's precision: `x - mean` is computed as
 /// `(x - hi) - lo`, where `hi` is the mean rounded to `E` and `lo` the rounding error. For `x`
@@ -180,6 +133,15 @@ impl<E: Real> Centre<E> {
         (x - self.hi) - self.lo
     }
 
+    /// `(x - mean) · scale + shift` about this centre, as an [`Affine`].
+    pub(crate) fn affine(self, scale: f64, shift: f64) -> Affine<E> {
+        Affine {
+            hi: self.hi,
+            scale: E::from_f64(scale),
+            shift: E::from_f64(shift - self.lo.to_f64() * scale),
+        }
+    }
+
     /// `x - hi`, for sums: one subtraction in the loop, and the remainder accounted for
     /// once, `Σ(x - mean) = Σ(x - hi) - n·lo`.
     #[inline(always)]
@@ -193,6 +155,23 @@ impl<E: Real> Centre<E> {
 
     fn hi(self) -> f64 {
         self.hi.to_f64()
+    }
+}
+
+/// `y = (x - mean) · scale + shift` as one subtraction and one fused multiply-add,
+/// `(x - hi) · scale + (shift - lo · scale)`: the centre's remainder is folded into the shift
+/// once, so a large mean still costs no digits.
+#[derive(Clone, Copy)]
+pub(crate) struct Affine<E> {
+    hi: E,
+    scale: E,
+    shift: E,
+}
+
+impl<E: Real> Affine<E> {
+    #[inline(always)]
+    fn apply(self, x: E) -> E {
+        (x - self.hi).mul_add(self.scale, self.shift)
     }
 }
 
@@ -212,23 +191,23 @@ impl Moments {
     /// standard deviation, so cancellation could cost a bit), a second pass re-centres on the
     /// mean just found.
     #[inline(always)]
-    fn of<E: Real>(values: &[E]) -> Self {
+    fn of<S: pulp::Simd, E: Real>(simd: S, values: &[E]) -> Self {
         let count = values.len() as f64;
         let head = &values[..values.len().min(LANES)];
         let pivot = head.iter().map(|v| v.to_f64()).sum::<f64>() / head.len() as f64;
-        let moments = Self::about(values, Centre::<E>::new(pivot), count);
+        let moments = Self::about(simd, values, Centre::<E>::new(pivot), count);
         let offset = moments.mean - pivot;
         if offset * offset <= moments.m2 / count {
             return moments;
         }
-        Self::about(values, Centre::<E>::new(moments.mean), count)
+        Self::about(simd, values, Centre::<E>::new(moments.mean), count)
     }
 
     /// The moments from one pass of offsets from `centre`'s rounded value `hi`: the mean is
     /// `hi + Σ(x - hi)/n`, and `Σ(x - hi)² = Σ(x - mean)² + n·(mean - hi)²`.
     #[inline(always)]
-    fn about<E: Real>(values: &[E], centre: Centre<E>, count: f64) -> Self {
-        let (offsets, squares) = centred_sums(values, centre);
+    fn about<S: pulp::Simd, E: Real>(simd: S, values: &[E], centre: Centre<E>, count: f64) -> Self {
+        let (offsets, squares) = lanes::centred_sums(simd, values, centre);
         let shift = offsets / count;
         Self {
             count,
@@ -252,6 +231,23 @@ impl Moments {
             m2: self.m2 + other.m2 + delta * delta * (self.count * other.count / count),
         }
     }
+}
+
+/// A fresh buffer of `len` zeros for a kernel to write its output into, zeroed by rayon's
+/// threads together. Safe Rust cannot hand a kernel uninitialized memory, and zeroing a
+/// multi-megabyte buffer on one thread (what `vec![0.0; len]` does) costs a good part of
+/// what the kernel itself takes. Small buffers are zeroed on the calling thread (waking rayon's
+/// workers would cost more), and so are those above glibc's largest mmap threshold (32 MiB):
+/// such a buffer is a fresh mapping whose pages the OS zeroes on first touch, so `vec!`
+/// (`calloc`) writes nothing.
+pub(crate) fn zeroed<E: Real>(len: usize) -> Vec<E> {
+    let zero = E::from_f64(0.0);
+    if len < 2 * MIN_TASK || len * size_of::<E>() > 32 << 20 {
+        return vec![zero; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    out.par_extend(rayon::iter::repeat_n(zero, len).with_min_len(MIN_TASK));
+    out
 }
 
 fn add_vectors(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
@@ -297,6 +293,7 @@ fn map_run2<E: Real>(out: &mut [E], x: &[E], dy: Option<&[E]>, f: impl Fn(E, E) 
 
 mod activation;
 mod channel;
+mod lanes;
 mod row;
 mod shares;
 #[cfg(test)]

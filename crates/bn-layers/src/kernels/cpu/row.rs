@@ -4,8 +4,7 @@
 use rayon::prelude::*;
 
 use super::{
-    Centre, MIN_TASK, Moments, Real, SimdKernel, add_vectors, map_run, map_run2, simd, sum_run,
-    sum_run2, sum_run3,
+    Centre, MIN_TASK, Moments, Real, SimdKernel, add_vectors, lanes, map_run, map_run2, simd,
 };
 
 /// Shape of a per-row (GroupNorm) view: `N·G` rows of `k = (C/G)·s` values, the channels of
@@ -65,14 +64,15 @@ struct NormalizeRow<'a, E>(&'a mut [E], &'a [E], (&'a [E], &'a [E]), usize, f64)
 impl<E: Real> SimdKernel for NormalizeRow<'_, E> {
     type Output = (f64, f64);
     #[inline(always)]
-    fn run(self) -> (f64, f64) {
+    fn run<S: pulp::Simd>(self, simd: S) -> (f64, f64) {
         let NormalizeRow(out, x, (gamma, beta), s, eps) = self;
-        normalize_row(out, x, gamma, beta, s, eps)
+        normalize_row(simd, out, x, gamma, beta, s, eps)
     }
 }
 
 #[inline(always)]
-fn normalize_row<E: Real>(
+fn normalize_row<S: pulp::Simd, E: Real>(
+    simd: S,
     out: &mut [E],
     x: &[E],
     gamma: &[E],
@@ -80,19 +80,19 @@ fn normalize_row<E: Real>(
     s: usize,
     eps: f64,
 ) -> (f64, f64) {
-    let moments = Moments::of(x);
+    let moments = Moments::of(simd, x);
     let var = moments.m2 / moments.count;
     let rstd = 1.0 / (var + eps).sqrt();
     let centre = Centre::<E>::new(moments.mean);
     if s == 1 {
         let r = E::from_f64(rstd);
         for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-            *o = centre.apply(x) * (r * g) + b;
+            *o = centre.apply(x).mul_add(r * g, b);
         }
     } else {
         for (((out, x), &g), &b) in out.chunks_mut(s).zip(x.chunks(s)).zip(gamma).zip(beta) {
-            let a = E::from_f64(rstd * g.to_f64());
-            map_run(out, Some(x), |x| centre.apply(x) * a + b);
+            let affine = centre.affine(rstd * g.to_f64(), b.to_f64());
+            map_run(out, Some(x), |x| affine.apply(x));
         }
     }
     (moments.mean, var)
@@ -169,7 +169,7 @@ struct RowGradTask<'a, E> {
 impl<E: Real> SimdKernel for RowGradTask<'_, E> {
     type Output = (Vec<f64>, Vec<f64>);
     #[inline(always)]
-    fn run(self) -> (Vec<f64>, Vec<f64>) {
+    fn run<S: pulp::Simd>(self, simd: S) -> (Vec<f64>, Vec<f64>) {
         let (k, cpg) = (self.d.k(), self.d.channels_per_group);
         let zero = E::from_f64(0.0);
         let (mut dgamma, mut dbeta) =
@@ -178,18 +178,21 @@ impl<E: Real> SimdKernel for RowGradTask<'_, E> {
             let row = self.first_row + i;
             let first = self.d.first_channel(row);
             let channels = first..first + cpg;
-            row_grad(RowGrad {
-                out,
-                x,
-                dy: self.dy.map(|dy| &dy[i * k..(i + 1) * k]),
-                gamma: &self.gamma[channels.clone()],
-                mean: self.mean[row],
-                var: self.var[row],
-                eps: self.eps,
-                s: self.d.s,
-                dgamma: &mut dgamma[channels.clone()],
-                dbeta: &mut dbeta[channels],
-            });
+            row_grad(
+                simd,
+                RowGrad {
+                    out,
+                    x,
+                    dy: self.dy.map(|dy| &dy[i * k..(i + 1) * k]),
+                    gamma: &self.gamma[channels.clone()],
+                    mean: self.mean[row],
+                    var: self.var[row],
+                    eps: self.eps,
+                    s: self.d.s,
+                    dgamma: &mut dgamma[channels.clone()],
+                    dbeta: &mut dbeta[channels],
+                },
+            );
         }
         let wide = |v: Vec<E>| v.iter().map(|v| v.to_f64()).collect();
         (wide(dgamma), wide(dbeta))
@@ -200,7 +203,7 @@ impl<E: Real> SimdKernel for RowGradTask<'_, E> {
 /// `B = Σ γ dy (x - μ) / K`, `dx = rγ dy - r A - r³ B (x - μ)`; each channel's `dγ` gains
 /// `r Σ dy (x - μ)` and its `dβ` gains `Σ dy`.
 #[inline(always)]
-fn row_grad<E: Real>(g: RowGrad<'_, E>) {
+fn row_grad<S: pulp::Simd, E: Real>(simd: S, g: RowGrad<'_, E>) {
     let RowGrad {
         out,
         x,
@@ -216,7 +219,7 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
     let k = x.len() as f64;
     // The saved mean was rounded to E: one pass over the row (in cache) restores it.
     let saved = Centre::<E>::new(mean);
-    let mu = mean + sum_run(x, |v| saved.offset(v)) / k;
+    let mu = mean + lanes::centred_sums(simd, x, saved).0 / k;
     let rstd = 1.0 / (var + eps).sqrt();
     let centre = Centre::<E>::new(mu);
     let grads: &[E] = match dy {
@@ -233,14 +236,13 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
             *dgm = *dgm + r * g * centre.apply(xv);
             *dbt = *dbt + g;
         }
-        let a = sum_run2(grads, gamma, |g, gm| g * gm);
-        let b = sum_run3(x, grads, gamma, |x, g, gm| g * gm * centre.offset(x));
+        let (a, b) = lanes::weighted_grad_sums(simd, x, grads, gamma, centre);
         (a, b - centre.lo() * a)
     } else {
         let (mut a, mut b) = (0.0, 0.0);
         for (j, (x, g)) in x.chunks(s).zip(grads.chunks(s)).enumerate() {
-            let s1 = sum_run(g, |g| g);
-            let s2 = sum_run2(x, g, |x, g| g * centre.offset(x)) - centre.lo() * s1;
+            let (s1, s2, _) = lanes::grad_sums(simd, x, g, centre);
+            let s2 = s2 - centre.lo() * s1;
             a += gamma[j].to_f64() * s1;
             b += gamma[j].to_f64() * s2;
             dgamma[j] = dgamma[j] + E::from_f64(rstd * s2);
@@ -248,19 +250,19 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
         }
         (a, b)
     };
-    let k_x = E::from_f64(-rstd * rstd * rstd * b / k);
-    let k_0 = E::from_f64(-rstd * a / k);
+    // dx = dy·γr + (x - μ)·k_x + k_0.
+    let centred = centre.affine(-rstd * rstd * rstd * b / k, -rstd * a / k);
     if s == 1 {
         let k_dy = gamma.iter().map(|&g| r * g);
         match dy {
             Some(dy) => {
                 for (((o, &x), &g), a) in out.iter_mut().zip(x).zip(dy).zip(k_dy) {
-                    *o = g * a + centre.apply(x) * k_x + k_0;
+                    *o = g.mul_add(a, centred.apply(x));
                 }
             }
             None => {
                 for ((o, &x), a) in out.iter_mut().zip(x).zip(k_dy) {
-                    *o = *o * a + centre.apply(x) * k_x + k_0;
+                    *o = o.mul_add(a, centred.apply(x));
                 }
             }
         }
@@ -268,7 +270,7 @@ fn row_grad<E: Real>(g: RowGrad<'_, E>) {
         for (j, (out, x)) in out.chunks_mut(s).zip(x.chunks(s)).enumerate() {
             let dy = dy.map(|dy| &dy[j * s..(j + 1) * s]);
             let a = r * gamma[j];
-            map_run2(out, x, dy, |x, g| g * a + centre.apply(x) * k_x + k_0);
+            map_run2(out, x, dy, |x, g| g.mul_add(a, centred.apply(x)));
         }
     }
 }
