@@ -380,7 +380,7 @@ fn a_nan_loss_stops_the_run_naming_epoch_and_batch() {
     let output = run(command(
         &data,
         &artifacts,
-        &["--epochs", "2", "--lr", "1e40"],
+        &["--epochs", "2", "--lr", "1e40", "--batch-size", "32"],
     ));
     assert_fails_with(
         &output,
@@ -389,6 +389,13 @@ fn a_nan_loss_stops_the_run_naming_epoch_and_batch() {
             "no checkpoint",
         ],
     );
+    // The last progress line says where training stopped: after 2 of the 8 batches.
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("epoch 1/2 train  25% (64/256), stopped"),
+        "no stop line in stdout:\n{stdout}"
+    );
+    assert!(!stdout.contains("train 100%"), "stdout:\n{stdout}");
     assert_eq!(last_checkpoint(&artifacts), None);
     for dir in [data, artifacts] {
         std::fs::remove_dir_all(dir).ok();

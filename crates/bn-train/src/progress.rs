@@ -1,5 +1,7 @@
 //! Plain progress lines for runs whose output is not a terminal (CI, logs, pipes): a line at
-//! every quarter of an epoch and at its end, instead of burn-train's TUI.
+//! every quarter of an epoch and at its end, instead of burn-train's TUI. The line at the end
+//! says where the split really ended: a run stopped early (the divergence guard) ends with
+//! `, stopped` at the items it got through, not at 100%.
 
 use std::collections::HashMap;
 
@@ -19,6 +21,8 @@ pub struct PlainProgress {
     epochs: usize,
     split: String,
     total: usize,
+    /// Items of the current split processed so far.
+    done: usize,
     next_quarter: usize,
 }
 
@@ -44,16 +48,25 @@ impl PlainProgress {
         }
     }
 
-    fn line(&self, done: usize) -> String {
+    /// The line after `done` items; `stopped` marks a split that ended before its last item.
+    fn line(&self, done: usize, stopped: bool) -> String {
         let percent = (done * 100).checked_div(self.total).unwrap_or(100);
         let mut line = format!(
             "epoch {}/{} {} {percent:>3}% ({done}/{})",
             self.epoch, self.epochs, self.split, self.total
         );
+        if stopped {
+            line.push_str(", stopped");
+        }
         for (name, value) in &self.latest {
             line.push_str(&format!(" | {name} {value}"));
         }
         line
+    }
+
+    /// The line at the end of a split: at the items it got through.
+    fn end_line(&self) -> String {
+        self.line(self.done, self.done < self.total)
     }
 }
 
@@ -90,19 +103,21 @@ impl TrainingProgressLogger for PlainProgress {
             split.to_lowercase()
         };
         self.total = total_items;
+        self.done = 0;
         self.next_quarter = 1;
         self.latest.clear();
     }
 
     fn update_split(&mut self, items_processed: usize) {
+        self.done = items_processed;
         if self.next_quarter < 4 && items_processed * 4 >= self.total * self.next_quarter {
-            println!("{}", self.line(items_processed));
+            println!("{}", self.line(items_processed, false));
             self.next_quarter += 1;
         }
     }
 
     fn end_split(&mut self) {
-        println!("{}", self.line(self.total));
+        println!("{}", self.end_line());
     }
 
     fn end(&mut self) {}
@@ -142,5 +157,42 @@ impl MetricsRenderer for PlainProgress {
     fn register_metric(&mut self, definition: MetricDefinition) {
         self.names
             .insert(definition.metric_id.clone(), definition.name.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renderer in epoch 1 of 2 after `done` of 256 training items.
+    fn after(done: &[usize]) -> PlainProgress {
+        let mut progress = PlainProgress::new();
+        progress.start(2, 0, None, None);
+        progress.update_epoch(0);
+        progress.start_split("Train", 256);
+        for &items in done {
+            progress.update_split(items);
+        }
+        progress
+    }
+
+    #[test]
+    fn a_split_that_ends_early_says_where_it_stopped() {
+        assert_eq!(
+            after(&[32, 64]).end_line(),
+            "epoch 1/2 train  25% (64/256), stopped"
+        );
+        assert_eq!(
+            after(&[]).end_line(),
+            "epoch 1/2 train   0% (0/256), stopped"
+        );
+    }
+
+    #[test]
+    fn a_split_that_runs_to_its_end_ends_at_100_percent() {
+        assert_eq!(
+            after(&[128, 256]).end_line(),
+            "epoch 1/2 train 100% (256/256)"
+        );
     }
 }
