@@ -63,11 +63,11 @@ fn tensor_f64<E: FlexReal>(data: &[f64]) -> FlexTensor {
 }
 
 /// A kernel's output of `shape` on a fresh buffer ([`cpu::zeroed`]), `kernel` writing every
-/// value of it.
-fn new_output<E: FlexReal>(shape: Shape, kernel: impl FnOnce(&mut [E])) -> FlexTensor {
+/// value of it, and what `kernel` returns.
+fn new_output<E: FlexReal, R>(shape: Shape, kernel: impl FnOnce(&mut [E]) -> R) -> (FlexTensor, R) {
     let mut out = cpu::zeroed::<E>(shape.num_elements());
-    kernel(&mut out);
-    tensor(out, shape)
+    let result = kernel(&mut out);
+    (tensor(out, shape), result)
 }
 
 /// Whether `t` owns a contiguous buffer of exactly its elements, so it can be overwritten.
@@ -94,7 +94,7 @@ fn write_over<E: FlexReal>(
         out
     } else {
         let src = contiguous(src);
-        new_output::<E>(shape, |out| kernel(out, Some(values::<E>(&src))))
+        new_output::<E, ()>(shape, |out| kernel(out, Some(values::<E>(&src)))).0
     }
 }
 
@@ -114,7 +114,7 @@ fn batch_norm_train_fused<E: FlexReal>(
         .map(|(g, v)| g / (v + epsilon).sqrt())
         .collect();
     let k = ChannelAffine::<E>::new(&mean, &scale, &to_f64::<E>(beta), activation);
-    let out = new_output::<E>(shape, |out| {
+    let (out, ()) = new_output::<E, ()>(shape, |out| {
         cpu::apply_channel_affine(out, Some(input), d, &k);
     });
     (out, tensor_f64::<E>(&mean), tensor_f64::<E>(&var))
@@ -214,11 +214,9 @@ fn group_norm_fused<E: FlexReal>(
     let d = row_dims(&shape, groups);
     let x = contiguous(x);
     let (gamma, beta) = (to_f64::<E>(gamma), to_f64::<E>(beta));
-    let mut stats = (Vec::new(), Vec::new());
-    let out = new_output::<E>(shape, |out| {
-        stats = cpu::row_norm(out, values::<E>(&x), d, &gamma, &beta, epsilon);
+    let (out, (mean, var)) = new_output::<E, _>(shape, |out| {
+        cpu::row_norm(out, values::<E>(&x), d, &gamma, &beta, epsilon)
     });
-    let (mean, var) = stats;
     (out, tensor_f64::<E>(&mean), tensor_f64::<E>(&var))
 }
 

@@ -116,6 +116,16 @@ impl<E: Real> ChannelAffine<E> {
             shift: self.shift[ch],
         }
     }
+
+    /// Every channel's map in order, for a row of `C` channels.
+    #[inline(always)]
+    fn channels(&self) -> impl Iterator<Item = Affine<E>> + '_ {
+        (self.hi.iter().zip(&self.scale).zip(&self.shift)).map(|((&hi, &scale), &shift)| Affine {
+            hi,
+            scale,
+            shift,
+        })
+    }
 }
 
 /// Writes `out = affine(src)` for `src: [N, C, S]`; `src = None` transforms `out` in place.
@@ -187,22 +197,18 @@ fn affine_run<E: Real>(
             let affine = k.channel(ch);
             map_run(out, src, |x| f(affine.apply(x)));
         }
-        None => {
-            let coefficients = k.hi.iter().zip(&k.scale).zip(&k.shift);
-            let affine = |((&hi, &scale), &shift)| Affine { hi, scale, shift };
-            match src {
-                Some(src) => {
-                    for ((o, &x), t) in out.iter_mut().zip(src).zip(coefficients) {
-                        *o = f(affine(t).apply(x));
-                    }
-                }
-                None => {
-                    for (o, t) in out.iter_mut().zip(coefficients) {
-                        *o = f(affine(t).apply(*o));
-                    }
+        None => match src {
+            Some(src) => {
+                for ((o, &x), affine) in out.iter_mut().zip(src).zip(k.channels()) {
+                    *o = f(affine.apply(x));
                 }
             }
-        }
+            None => {
+                for (o, affine) in out.iter_mut().zip(k.channels()) {
+                    *o = f(affine.apply(*o));
+                }
+            }
+        },
     }
 }
 
@@ -381,20 +387,18 @@ fn grad_run<E: Real>(
             map_run2(out, x, dy, |x, g| g.mul_add(a, centred.apply(x)));
         }
         None => {
-            let c = &k.centred;
-            let coefficients = (k.k_dy.iter().zip(&c.hi)).zip(c.scale.iter().zip(&c.shift));
-            let affine = |(&hi, (&scale, &shift))| Affine { hi, scale, shift };
+            let coefficients = k.k_dy.iter().zip(k.centred.channels());
             match dy {
                 Some(dy) => {
-                    for (((o, &x), &g), ((&a, hi), t)) in
+                    for (((o, &x), &g), (&a, centred)) in
                         out.iter_mut().zip(x).zip(dy).zip(coefficients)
                     {
-                        *o = g.mul_add(a, affine((hi, t)).apply(x));
+                        *o = g.mul_add(a, centred.apply(x));
                     }
                 }
                 None => {
-                    for ((o, &x), ((&a, hi), t)) in out.iter_mut().zip(x).zip(coefficients) {
-                        *o = o.mul_add(a, affine((hi, t)).apply(x));
+                    for ((o, &x), (&a, centred)) in out.iter_mut().zip(x).zip(coefficients) {
+                        *o = o.mul_add(a, centred.apply(x));
                     }
                 }
             }
