@@ -32,6 +32,6 @@ PY
     [ -z "$curves" ] || cp "$artifacts/curves.svg" "$curves"
     rm -rf "$artifacts"
 }
-run "BN-LeNet --norm ours (default)" docs/lenet_curves.svg
+run "BN-LeNet --norm batch (default)" docs/lenet_curves.svg
 run "plain LeNet --norm none" docs/lenet_plain_curves.svg --norm none
 run "BN-LeNet --momentum 0 --schedule constant" "" --momentum 0 --schedule constant

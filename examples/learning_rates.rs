@@ -75,7 +75,7 @@ fn run(args: Args) -> Result<(), String> {
     let data = TrainTest::load(&dir).map_err(|e| e.to_string())?;
 
     let mut outcomes = Vec::new();
-    for norm in [NormKind::Ours, NormKind::None] {
+    for norm in [NormKind::Batch, NormKind::None] {
         for &lr in &args.lrs {
             let config = TrainConfig::new()
                 .with_epochs(args.epochs)
@@ -117,7 +117,7 @@ fn run(args: Args) -> Result<(), String> {
             o.seconds
         );
     }
-    for norm in [NormKind::Ours, NormKind::None] {
+    for norm in [NormKind::Batch, NormKind::None] {
         let best = outcomes
             .iter()
             .filter(|o| o.norm == norm)
@@ -144,7 +144,7 @@ fn run(args: Args) -> Result<(), String> {
             "learning rate",
             "test accuracy (eval mode)",
             vec![
-                line(NormKind::Ours, |o| o.test_accuracy),
+                line(NormKind::Batch, |o| o.test_accuracy),
                 line(NormKind::None, |o| o.test_accuracy),
             ],
         )
@@ -153,7 +153,7 @@ fn run(args: Args) -> Result<(), String> {
             "learning rate",
             "final training loss",
             vec![
-                line(NormKind::Ours, |o| o.train_loss),
+                line(NormKind::Batch, |o| o.train_loss),
                 line(NormKind::None, |o| o.train_loss),
             ],
         )

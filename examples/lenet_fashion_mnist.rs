@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use bn_models::{BnLeNet, BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{
-    LrSchedule, OptimizerKind, Parallelism, TrainConfig, draw_curves, metrics_table, train,
-    train_data_parallel, write_metrics_csv,
+    LrSchedule, OptimizerKind, Parallelism, TrainConfig, draw_curves, last_checkpoint,
+    metrics_table, train, train_data_parallel, write_metrics_csv,
 };
 use burn::tensor::Device;
 use burn_batchnorm::experiment::{announce_device, exit_code};
@@ -45,8 +45,9 @@ struct Args {
     /// Learning-rate schedule: cosine annealing to 0, or constant (the reference recipe).
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
-    /// Normalization layer: ours, burn, group, layer or none (plain LeNet).
-    #[arg(long, default_value_t = NormKind::Ours)]
+    /// Normalization layer: batch, burn, group, layer or none (plain LeNet); `ours` is
+    /// accepted for batch, its name before 0.2.
+    #[arg(long, default_value_t = NormKind::Batch)]
     norm: NormKind,
     /// Seed of the initialization and the shuffling.
     #[arg(long, default_value_t = 0)]
@@ -109,9 +110,9 @@ fn data_parallel(
                 .into(),
         );
     }
-    if args.sync_bn && args.norm != NormKind::Ours {
+    if args.sync_bn && args.norm != NormKind::Batch {
         return Err(format!(
-            "--sync-bn synchronizes BatchNorm (--norm ours); --norm {} has nothing to synchronize",
+            "--sync-bn synchronizes BatchNorm (--norm batch); --norm {} has nothing to synchronize",
             args.norm
         ));
     }
@@ -159,6 +160,11 @@ fn data_parallel(
     Ok(())
 }
 
+/// Where a run writes its artifacts without `--artifact-dir`.
+fn default_artifacts(norm: NormKind) -> PathBuf {
+    PathBuf::from("artifacts/lenet_fashion_mnist").join(norm.name())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.devices == 1 {
@@ -197,7 +203,20 @@ fn run(args: Args) -> Result<(), String> {
     let artifacts = args
         .artifact_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from("artifacts/lenet_fashion_mnist").join(args.norm.name()));
+        .unwrap_or_else(|| default_artifacts(args.norm));
+    if args.resume && args.artifact_dir.is_none() && last_checkpoint(&artifacts).is_none() {
+        // Version 0.1 called `--norm batch` `ours`, and wrote its artifacts under that name.
+        let before_0_2 = PathBuf::from("artifacts/lenet_fashion_mnist/ours");
+        if args.norm == NormKind::Batch && last_checkpoint(&before_0_2).is_some() {
+            return Err(format!(
+                "cannot resume: no checkpoint in {}, but version 0.1 left one in {}: pass \
+                 --artifact-dir {} (or rename the directory)",
+                artifacts.display(),
+                before_0_2.display(),
+                before_0_2.display()
+            ));
+        }
+    }
     let device = device.autodiff();
     device.seed(args.seed);
     let model = BnLeNetConfig::new().with_norm(args.norm).init(&device);

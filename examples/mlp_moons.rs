@@ -111,7 +111,7 @@ fn run(args: Args) -> Result<(), String> {
             // The same seed before each model, so both variants start from the same Linear
             // weights (BatchNorm draws no random numbers), as in moons.py.
             device.seed(u64::from(args.seed));
-            let norm = if bn { NormKind::Ours } else { NormKind::None };
+            let norm = if bn { NormKind::Batch } else { NormKind::None };
             let model = MoonsMlpConfig::new().with_norm(norm).init(&device);
             let (losses, accuracy) = train(model, &moons, lr, args.epochs, args.seed, &device);
             runs.push(Run {
@@ -221,7 +221,7 @@ fn repeat_small_lr(moons: &Moons, args: &Args, device: &Device) -> Robustness {
             let (losses, _) = train(model, moons, lr, args.epochs, seed, device);
             losses[0] - losses[losses.len() - 1]
         };
-        let (bn, plain) = (drop(NormKind::Ours), drop(NormKind::None));
+        let (bn, plain) = (drop(NormKind::Batch), drop(NormKind::None));
         result.bn_wins += u32::from(bn > plain);
         result.mean_drop_bn += bn / f64::from(args.repeats.max(1));
         result.mean_drop_plain += plain / f64::from(args.repeats.max(1));

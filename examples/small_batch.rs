@@ -56,7 +56,7 @@ struct Args {
     backend: Option<BackendKind>,
 }
 
-const NORMS: [NormKind; 3] = [NormKind::Ours, NormKind::Group, NormKind::Layer];
+const NORMS: [NormKind; 3] = [NormKind::Batch, NormKind::Group, NormKind::Layer];
 /// The batch size at which `--lr` applies.
 const BASE_BATCH: usize = 128;
 
@@ -100,7 +100,7 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     // Gradient accumulation: batches of 32, four of them per optimizer step.
-    let accumulated = runner.run(NormKind::Ours, 32, 4)?;
+    let accumulated = runner.run(NormKind::Batch, 32, 4)?;
 
     println!(
         "\n{} samples per run, SGD momentum 0.9, lr {} · B / {BASE_BATCH}",
@@ -125,7 +125,7 @@ fn run(args: Args) -> Result<(), String> {
     let bn_at = |b: usize| {
         outcomes
             .iter()
-            .find(|o| o.norm == NormKind::Ours && o.batch == b)
+            .find(|o| o.norm == NormKind::Batch && o.batch == b)
     };
     for o in [bn_at(32), Some(&accumulated), bn_at(128)]
         .into_iter()
@@ -190,7 +190,7 @@ fn optimizer_steps(samples: usize, batch: usize, accumulation: usize) -> usize {
 
 fn label(norm: NormKind) -> &'static str {
     match norm {
-        NormKind::Ours => "BatchNorm",
+        NormKind::Batch => "BatchNorm",
         NormKind::Group => "GroupNorm",
         NormKind::Layer => "LayerNorm",
         NormKind::Burn => "Burn's BatchNorm",
@@ -228,7 +228,7 @@ impl Runner<'_> {
             train_run(model, &name, &config, self.data, self.device, &artifacts)?;
         let model: BnLeNet = model.model;
         let (train_mode_accuracy, batches_tracked) = match model.norm1.as_ref() {
-            Some(Norm::Ours(bn)) => (
+            Some(Norm::Batch(bn)) => (
                 Some(self.train_mode_accuracy(model.clone(), batch)),
                 bn.num_batches_tracked(),
             ),

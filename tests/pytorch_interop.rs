@@ -94,7 +94,7 @@ fn a_state_dict_inside_a_training_checkpoint_is_found() {
 fn num_batches_tracked_comes_along() {
     // 2 epochs of 469 batches (60,000 / 128, the last one of 96 images).
     let model = bn_lenet("bn_lenet.safetensors").unwrap();
-    let bn_models::Norm::Ours(bn) = model.norm1.as_ref().unwrap() else {
+    let bn_models::Norm::Batch(bn) = model.norm1.as_ref().unwrap() else {
         panic!("BnLeNetConfig::new() uses our BatchNorm")
     };
     assert_eq!(bn.num_batches_tracked(), Some(938));

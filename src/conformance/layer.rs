@@ -2,7 +2,7 @@
 
 use bn_layers::{
     BatchCounter, BatchNorm, BatchNormConfig, ComputePath, GroupNorm, GroupNormConfig, InputRank,
-    InstanceNorm, InstanceNormConfig, LayerNorm, LayerNormConfig, NormError,
+    InstanceNorm, InstanceNormConfig, LayerNorm, LayerNormConfig, NormError, RunningStats,
 };
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -194,15 +194,15 @@ impl AnyLayer {
         let (gamma, beta) = self.params_mut();
         set_param(gamma, case.weight.as_ref(), "weight", &tensor)?;
         set_param(beta, case.bias.as_ref(), "bias", &tensor)?;
-        if let Some((mean, var, count)) = self.running_mut() {
+        if let Some(running) = self.running_mut() {
             if let Some(value) = &case.initial_running_mean {
-                *mean = Some(RunningState::new(tensor(value, "initial_running_mean")?));
+                running.mean = RunningState::new(tensor(value, "initial_running_mean")?);
             }
             if let Some(value) = &case.initial_running_var {
-                *var = Some(RunningState::new(tensor(value, "initial_running_var")?));
+                running.var = RunningState::new(tensor(value, "initial_running_var")?);
             }
-            if let (Some(value), Some(_)) = (case.initial_num_batches_tracked, count.as_ref()) {
-                *count = Some(BatchCounter::new(value, device));
+            if let Some(value) = case.initial_num_batches_tracked {
+                running.num_batches_tracked = BatchCounter::new(value, device);
             }
         }
         Ok(())
@@ -248,25 +248,11 @@ impl AnyLayer {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn running_mut(
-        &mut self,
-    ) -> Option<(
-        &mut Option<RunningState<Tensor<1>>>,
-        &mut Option<RunningState<Tensor<1>>>,
-        &mut Option<BatchCounter>,
-    )> {
+    /// The running statistics, where the layer tracks them.
+    fn running_mut(&mut self) -> Option<&mut RunningStats> {
         match self {
-            AnyLayer::Batch(l) => Some((
-                &mut l.running_mean,
-                &mut l.running_var,
-                &mut l.num_batches_tracked,
-            )),
-            AnyLayer::Instance(l) => Some((
-                &mut l.running_mean,
-                &mut l.running_var,
-                &mut l.num_batches_tracked,
-            )),
+            AnyLayer::Batch(l) => l.running.as_mut(),
+            AnyLayer::Instance(l) => l.running.as_mut(),
             AnyLayer::Layer(_) | AnyLayer::Group(_) => None,
         }
     }

@@ -1,17 +1,15 @@
 //! Batch normalization with PyTorch's `nn.BatchNorm1d/2d/3d` semantics.
 
 use burn::config::Config;
-use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param, RunningState};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Tensor};
 
 use crate::activation::maybe_apply;
-use crate::counter::BatchCounter;
 use crate::display;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_momentum, check_nonzero};
 use crate::functional::{self, channel_major};
-use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
 use crate::training::TrainingMode;
-use crate::{Activation, ComputePath, InputRank, NormError};
+use crate::{Activation, ComputePath, InputRank, NormError, RunningStats, params};
 
 /// Configuration of a [`BatchNorm`] layer. Field names and defaults are PyTorch's.
 #[derive(Config, Debug)]
@@ -88,12 +86,9 @@ pub struct BatchNorm {
     pub gamma: Option<Param<Tensor<1>>>,
     /// Learnable per-channel shift (PyTorch's `bias`), `[C]`; `None` without `affine`.
     pub beta: Option<Param<Tensor<1>>>,
-    /// Running mean, `[C]`; `None` without `track_running_stats`.
-    pub running_mean: Option<RunningState<Tensor<1>>>,
-    /// Running **unbiased** variance, `[C]`; `None` without `track_running_stats`.
-    pub running_var: Option<RunningState<Tensor<1>>>,
-    /// Number of training forwards seen; `None` without `track_running_stats`.
-    pub num_batches_tracked: Option<BatchCounter>,
+    /// Running mean, **unbiased** variance and `num_batches_tracked`; `None` without
+    /// `track_running_stats`.
+    pub running: Option<RunningStats>,
     /// Training mode (batch statistics, running statistics updated), decided per forward
     /// from the input's device ([`TrainingMode`]).
     pub training: TrainingMode,
@@ -127,7 +122,7 @@ impl ModuleDisplay for BatchNorm {
             self.eps,
             &self.momentum,
             self.gamma.is_some(),
-            self.running_mean.is_some(),
+            self.running.is_some(),
             &self.training,
         )
     }
@@ -160,15 +155,11 @@ impl BatchNormConfig {
         check_eps("BatchNorm", self.eps)?;
         check_momentum("BatchNorm", self.momentum)?;
         let c = self.num_features;
-        let affine = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
-        let (running_mean, running_var, num_batches_tracked) =
-            running_buffers(self.track_running_stats, c, device);
+        let (gamma, beta) = params::affine(self.affine, c, device);
         Ok(BatchNorm {
-            gamma: self.affine.then(|| affine(1.0)),
-            beta: self.affine.then(|| affine(0.0)),
-            running_mean,
-            running_var,
-            num_batches_tracked,
+            gamma,
+            beta,
+            running: RunningStats::tracked(self.track_running_stats, c, device),
             training: TrainingMode::new(),
             num_features: c,
             eps: self.eps,
@@ -226,7 +217,7 @@ impl BatchNorm {
     ) -> Result<Tensor<D>, NormError> {
         let shape = input.dims().to_vec();
         let training = self.training.trains_on(&input.device());
-        let batch_stats = training || self.running_mean.is_none();
+        let batch_stats = training || self.running.is_none();
         self.input_rank.check_batch_norm(&shape)?;
         let [n, _, spatial] = channel_major(&shape);
         if batch_stats && n * spatial == 1 {
@@ -243,8 +234,8 @@ impl BatchNorm {
         }
         if n * spatial == 0 {
             // PyTorch: an empty batch leaves the statistics alone but is still counted.
-            if training && let Some(counter) = &self.num_batches_tracked {
-                counter.increment();
+            if training && let Some(running) = &self.running {
+                running.count_batch();
             }
             return Ok(maybe_apply(activation, input));
         }
@@ -279,15 +270,14 @@ impl BatchNorm {
     pub(crate) fn check_shape(&self, shape: &[usize]) -> Result<[usize; 3], NormError> {
         self.input_rank.check_batch_norm(shape)?;
         let [n, c, spatial] = channel_major(shape);
-        if c != self.num_features && (self.gamma.is_some() || self.running_mean.is_some()) {
-            return Err(NormError::ChannelMismatch {
-                layer: "BatchNorm",
-                reason: format!(
-                    "expected {} channels (num_features), got {c}",
-                    self.num_features
-                ),
-                shape: shape.to_vec(),
-            });
+        if c != self.num_features && (self.gamma.is_some() || self.running.is_some()) {
+            return Err(NormError::wrong_channel_count(
+                "BatchNorm",
+                "num_features",
+                self.num_features,
+                c,
+                shape,
+            ));
         }
         Ok([n, c, spatial])
     }
@@ -300,19 +290,9 @@ impl BatchNorm {
         var_biased: Tensor<1>,
         count: usize,
     ) {
-        let (Some(running_mean), Some(running_var)) = (&self.running_mean, &self.running_var)
-        else {
-            return;
-        };
-        let count_now = self
-            .num_batches_tracked
-            .as_ref()
-            .map(BatchCounter::increment);
-        let factor = match (self.momentum, count_now) {
-            (None, Some(n)) => UpdateFactor::Cumulative(Box::new(n.float().recip())),
-            (momentum, _) => UpdateFactor::Momentum(momentum.unwrap_or(0.0)),
-        };
-        update_running_stats(running_mean, running_var, mean, var_biased, count, &factor);
+        if let Some(running) = &self.running {
+            running.track_batch(mean, var_biased, count, self.momentum);
+        }
     }
 
     /// Normalizes `input`, see [`try_forward`](Self::try_forward).
@@ -346,12 +326,12 @@ impl BatchNorm {
 
     /// The running mean and (unbiased) variance, if the layer tracks them.
     pub fn running_stats(&self) -> Option<(Tensor<1>, Tensor<1>)> {
-        running::current(&self.running_mean, &self.running_var)
+        self.running.as_ref().map(RunningStats::current)
     }
 
     /// PyTorch's `num_batches_tracked`, if the layer tracks running statistics.
     pub fn num_batches_tracked(&self) -> Option<i64> {
-        self.num_batches_tracked.as_ref().map(BatchCounter::count)
+        self.running.as_ref().map(RunningStats::count)
     }
 }
 

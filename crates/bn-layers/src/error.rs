@@ -121,6 +121,22 @@ impl NormError {
         }
     }
 
+    /// [`NormError::ChannelMismatch`]: the input has `got` channels where the layer's `field`
+    /// (`num_features`, `num_channels`) says `expected`.
+    pub(crate) fn wrong_channel_count(
+        layer: &'static str,
+        field: &str,
+        expected: usize,
+        got: usize,
+        shape: &[usize],
+    ) -> Self {
+        NormError::ChannelMismatch {
+            layer,
+            reason: format!("expected {expected} channels ({field}), got {got}"),
+            shape: shape.to_vec(),
+        }
+    }
+
     pub(crate) fn invalid_config(layer: &'static str, reason: impl Into<String>) -> Self {
         NormError::InvalidConfig {
             layer,

@@ -131,8 +131,9 @@ mod tests {
         let mut bn = BatchNormConfig::new(2).with_eps(1.0).init(device);
         bn.gamma = Some(Param::from_tensor(tensor([2.0, 0.5], [2], device)));
         bn.beta = Some(Param::from_tensor(tensor([0.1, 0.2], [2], device)));
-        bn.running_mean = Some(RunningState::new(tensor([1.0, 2.0], [2], device)));
-        bn.running_var = Some(RunningState::new(tensor([3.0, 0.0], [2], device)));
+        let running = bn.running.as_mut().unwrap();
+        running.mean = RunningState::new(tensor([1.0, 2.0], [2], device));
+        running.var = RunningState::new(tensor([3.0, 0.0], [2], device));
         bn
     }
 

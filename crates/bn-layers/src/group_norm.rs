@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use crate::display;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional::{self, channel_major};
-use crate::{ComputePath, NormError};
+use crate::{ComputePath, NormError, params};
 
 /// Configuration of a [`GroupNorm`] layer. Field names and defaults are PyTorch's.
 #[derive(Config, Debug)]
@@ -107,10 +107,10 @@ impl GroupNormConfig {
         }
         check_eps("GroupNorm", self.eps)?;
         let c = self.num_channels;
-        let param = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
+        let (gamma, beta) = params::affine(self.affine, c, device);
         Ok(GroupNorm {
-            gamma: self.affine.then(|| param(1.0)),
-            beta: self.affine.then(|| param(0.0)),
+            gamma,
+            beta,
             num_groups: self.num_groups,
             num_channels: c,
             eps: self.eps,
@@ -160,14 +160,13 @@ impl GroupNorm {
             });
         }
         if self.gamma.is_some() && c != self.num_channels {
-            return Err(NormError::ChannelMismatch {
-                layer: "GroupNorm",
-                reason: format!(
-                    "expected {} channels (num_channels), got {c}",
-                    self.num_channels
-                ),
-                shape,
-            });
+            return Err(NormError::wrong_channel_count(
+                "GroupNorm",
+                "num_channels",
+                self.num_channels,
+                c,
+                &shape,
+            ));
         }
         if n * (c / g) * spatial == 1 {
             return Err(NormError::TooFewValues {

@@ -1,16 +1,14 @@
 //! Instance normalization with PyTorch's `nn.InstanceNorm1d/2d/3d` semantics.
 
 use burn::config::Config;
-use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param, RunningState};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Tensor};
 
-use crate::counter::BatchCounter;
 use crate::display;
-use crate::error::{check_eps, check_nonzero};
+use crate::error::{check_eps, check_momentum, check_nonzero};
 use crate::functional;
-use crate::running::{self, UpdateFactor, running_buffers, update_running_stats};
 use crate::training::TrainingMode;
-use crate::{ComputePath, InputRank, NormError};
+use crate::{ComputePath, InputRank, NormError, RunningStats, params};
 
 /// Configuration of an [`InstanceNorm`] layer. Field names and defaults are PyTorch's
 /// (note `affine` and `track_running_stats` default to `false`, unlike BatchNorm).
@@ -75,12 +73,10 @@ pub struct InstanceNorm {
     pub gamma: Option<Param<Tensor<1>>>,
     /// Learnable per-channel shift, `[C]`; `None` without `affine`.
     pub beta: Option<Param<Tensor<1>>>,
-    /// Running mean, `[C]`; `None` without `track_running_stats`.
-    pub running_mean: Option<RunningState<Tensor<1>>>,
-    /// Running unbiased variance, `[C]`; `None` without `track_running_stats`.
-    pub running_var: Option<RunningState<Tensor<1>>>,
-    /// Kept for parity with PyTorch's state dict; InstanceNorm never increments it.
-    pub num_batches_tracked: Option<BatchCounter>,
+    /// Running mean and unbiased variance; `None` without `track_running_stats`. Its
+    /// `num_batches_tracked` is kept for parity with PyTorch's state dict and never
+    /// incremented.
+    pub running: Option<RunningStats>,
     /// Training mode (instance statistics, running statistics updated), decided per forward
     /// from the input's device ([`TrainingMode`]).
     pub training: TrainingMode,
@@ -111,7 +107,7 @@ impl ModuleDisplay for InstanceNorm {
             self.eps,
             &self.momentum,
             self.gamma.is_some(),
-            self.running_mean.is_some(),
+            self.running.is_some(),
             &self.training,
         )
     }
@@ -141,17 +137,13 @@ impl InstanceNormConfig {
     pub fn try_init(&self, device: &Device) -> Result<InstanceNorm, NormError> {
         check_nonzero("InstanceNorm", "num_features", self.num_features)?;
         check_eps("InstanceNorm", self.eps)?;
-        crate::error::check_momentum("InstanceNorm", Some(self.momentum))?;
+        check_momentum("InstanceNorm", Some(self.momentum))?;
         let c = self.num_features;
-        let param = |value: f64| Param::from_tensor(Tensor::full([c], value, device));
-        let (running_mean, running_var, num_batches_tracked) =
-            running_buffers(self.track_running_stats, c, device);
+        let (gamma, beta) = params::affine(self.affine, c, device);
         Ok(InstanceNorm {
-            gamma: self.affine.then(|| param(1.0)),
-            beta: self.affine.then(|| param(0.0)),
-            running_mean,
-            running_var,
-            num_batches_tracked,
+            gamma,
+            beta,
+            running: RunningStats::tracked(self.track_running_stats, c, device),
             training: TrainingMode::new(),
             num_features: c,
             eps: self.eps,
@@ -192,18 +184,17 @@ impl InstanceNorm {
         };
         let c = channel_dims[0];
         let spatial: usize = channel_dims[1..].iter().product();
-        if c != self.num_features && (self.gamma.is_some() || self.running_mean.is_some()) {
-            return Err(NormError::ChannelMismatch {
-                layer: "InstanceNorm",
-                reason: format!(
-                    "expected {} channels (num_features), got {c}",
-                    self.num_features
-                ),
-                shape,
-            });
+        if c != self.num_features && (self.gamma.is_some() || self.running.is_some()) {
+            return Err(NormError::wrong_channel_count(
+                "InstanceNorm",
+                "num_features",
+                self.num_features,
+                c,
+                &shape,
+            ));
         }
         let training = self.training.trains_on(&input.device());
-        let instance_stats = training || self.running_mean.is_none();
+        let instance_stats = training || self.running.is_none();
         if instance_stats && spatial == 1 {
             return Err(NormError::TooFewValues {
                 layer: "InstanceNorm",
@@ -237,15 +228,13 @@ impl InstanceNorm {
 
         // GroupNorm with one group per channel: one statistic per (sample, channel).
         let stats = functional::group_norm(x, gamma, beta, c, self.eps, self.path);
-        if training && let (Some(mean), Some(var)) = (&self.running_mean, &self.running_var) {
+        if training && let Some(running) = &self.running {
             let batch_average = |stat: Tensor<1>| stat.reshape([n, c]).mean_dim(0).reshape([c]);
-            update_running_stats(
-                mean,
-                var,
+            running.blend_batch(
                 batch_average(stats.mean),
                 batch_average(stats.var_biased),
                 spatial,
-                &UpdateFactor::Momentum(self.momentum),
+                self.momentum,
             );
         }
         Ok(stats.output.reshape(dims))
@@ -268,12 +257,12 @@ impl InstanceNorm {
 
     /// The running mean and (unbiased) variance, if the layer tracks them.
     pub fn running_stats(&self) -> Option<(Tensor<1>, Tensor<1>)> {
-        running::current(&self.running_mean, &self.running_var)
+        self.running.as_ref().map(RunningStats::current)
     }
 
     /// PyTorch's `num_batches_tracked` (always 0 for InstanceNorm), if tracked.
     pub fn num_batches_tracked(&self) -> Option<i64> {
-        self.num_batches_tracked.as_ref().map(BatchCounter::count)
+        self.running.as_ref().map(RunningStats::count)
     }
 }
 

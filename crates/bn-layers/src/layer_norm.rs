@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use crate::display;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional;
-use crate::{ComputePath, NormError};
+use crate::{ComputePath, NormError, params};
 
 /// Configuration of a [`LayerNorm`] layer. Field names and defaults are PyTorch's.
 #[derive(Config, Debug)]
@@ -114,10 +114,10 @@ impl LayerNormConfig {
         }
         check_eps("LayerNorm", self.eps)?;
         let size: usize = self.normalized_shape.iter().product();
-        let param = |value: f64| Param::from_tensor(Tensor::full([size], value, device));
+        let affine = self.elementwise_affine;
         Ok(LayerNorm {
-            gamma: self.elementwise_affine.then(|| param(1.0)),
-            beta: (self.elementwise_affine && self.bias).then(|| param(0.0)),
+            gamma: affine.then(|| params::filled(size, 1.0, device)),
+            beta: (affine && self.bias).then(|| params::filled(size, 0.0, device)),
             normalized_shape: self.normalized_shape.clone(),
             eps: self.eps,
             path: self.path,

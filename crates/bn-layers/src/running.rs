@@ -1,86 +1,119 @@
-//! PyTorch's update rule for running statistics.
+//! Running statistics, PyTorch's `running_mean`, `running_var` and `num_batches_tracked`, and
+//! their update rule: the one place BatchNorm, InstanceNorm and SyncBatchNorm keep them.
 
-use burn::module::RunningState;
+use burn::module::{Module, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use crate::counter::BatchCounter;
 
-/// The buffers of a layer that tracks running statistics, PyTorch's initial values:
-/// `running_mean = 0`, `running_var = 1`, `num_batches_tracked = 0`.
-pub(crate) type RunningBuffers = (
-    Option<RunningState<Tensor<1>>>,
-    Option<RunningState<Tensor<1>>>,
-    Option<BatchCounter>,
-);
-
-/// [`RunningBuffers`] for `channels` channels, or none at all when `track` is off.
-pub(crate) fn running_buffers(track: bool, channels: usize, device: &Device) -> RunningBuffers {
-    if !track {
-        return (None, None, None);
-    }
-    let state = |value: f64| RunningState::new(Tensor::full([channels], value, device));
-    (
-        Some(state(0.0)),
-        Some(state(1.0)),
-        Some(BatchCounter::new(0, device)),
-    )
+/// The running statistics of a layer built with `track_running_stats`, one submodule so
+/// that every layer keeps and updates them the same way. In a record they sit under the
+/// layer's `running` path (`running.mean`, `running.var`, `running.num_batches_tracked`);
+/// PyTorch's state-dict keys are `running_mean`, `running_var`, `num_batches_tracked`.
+#[derive(Module, Debug)]
+pub struct RunningStats {
+    /// Running mean, `[C]`. PyTorch's `running_mean`; starts at 0.
+    pub mean: RunningState<Tensor<1>>,
+    /// Running **unbiased** variance, `[C]`. PyTorch's `running_var`; starts at 1.
+    pub var: RunningState<Tensor<1>>,
+    /// How many training forwards updated the statistics. PyTorch's `num_batches_tracked`;
+    /// starts at 0 (InstanceNorm keeps it at 0, as PyTorch does).
+    pub num_batches_tracked: BatchCounter,
 }
 
-/// The current running mean and variance, if both exist.
-pub(crate) fn current(
-    mean: &Option<RunningState<Tensor<1>>>,
-    var: &Option<RunningState<Tensor<1>>>,
-) -> Option<(Tensor<1>, Tensor<1>)> {
-    match (mean, var) {
-        (Some(mean), Some(var)) => Some((mean.value_sync(), var.value_sync())),
-        _ => None,
-    }
-}
-
-/// The weight `f` a new batch statistic gets in `running = (1 - f) * running + f * batch`.
-pub(crate) enum UpdateFactor {
-    /// A fixed momentum: an exponential moving average.
-    Momentum(f64),
-    /// `1 / num_batches_tracked` (after its increment): the cumulative average of every batch
-    /// seen so far. PyTorch's `momentum=None`.
-    Cumulative(Box<Tensor<1>>),
-}
-
-/// Moves the running mean and variance towards a batch's mean and **unbiased** variance.
-///
-/// `count` is the number of values each statistic was computed from: the biased variance
-/// is rescaled by `count / (count - 1)` as PyTorch does (Bessel's correction).
-pub(crate) fn update_running_stats(
-    running_mean: &RunningState<Tensor<1>>,
-    running_var: &RunningState<Tensor<1>>,
-    batch_mean: Tensor<1>,
-    batch_var_biased: Tensor<1>,
-    count: usize,
-    factor: &UpdateFactor,
-) {
-    let device = batch_mean.device();
-    let bessel = count as f64 / (count as f64 - 1.0);
-    let batch_var = batch_var_biased.mul_scalar(bessel);
-
-    let mean = blend(
-        running_mean.value_sync().to_device(&device),
-        batch_mean,
-        factor,
-    );
-    let var = blend(
-        running_var.value_sync().to_device(&device),
-        batch_var,
-        factor,
-    );
-    running_mean.update(mean.detach());
-    running_var.update(var.detach());
-}
-
-fn blend(running: Tensor<1>, batch: Tensor<1>, factor: &UpdateFactor) -> Tensor<1> {
-    match factor {
-        UpdateFactor::Momentum(m) => running.mul_scalar(1.0 - m) + batch.mul_scalar(*m),
-        UpdateFactor::Cumulative(f) => {
-            running * f.clone().neg().add_scalar(1.0) + batch * (**f).clone()
+impl RunningStats {
+    /// PyTorch's initial values for `channels` channels: mean 0, variance 1, count 0.
+    pub fn new(channels: usize, device: &Device) -> Self {
+        let state = |value: f64| RunningState::new(Tensor::full([channels], value, device));
+        Self {
+            mean: state(0.0),
+            var: state(1.0),
+            num_batches_tracked: BatchCounter::new(0, device),
         }
     }
+
+    /// [`RunningStats::new`] where `track` is on (`track_running_stats`), else none.
+    pub(crate) fn tracked(track: bool, channels: usize, device: &Device) -> Option<Self> {
+        track.then(|| Self::new(channels, device))
+    }
+
+    /// The current running mean and (unbiased) variance.
+    pub fn current(&self) -> (Tensor<1>, Tensor<1>) {
+        (self.mean.value_sync(), self.var.value_sync())
+    }
+
+    /// The current `num_batches_tracked`, read back to the host.
+    pub fn count(&self) -> i64 {
+        self.num_batches_tracked.count()
+    }
+
+    /// Counts one training batch without touching the statistics (PyTorch counts an empty
+    /// batch too).
+    pub(crate) fn count_batch(&self) {
+        self.num_batches_tracked.increment();
+    }
+
+    /// BatchNorm's update: counts the batch, then moves the statistics towards its mean and
+    /// the unbiased version of its biased variance over `count` values, with weight
+    /// `momentum`, or with `momentum = None` the cumulative average of every batch so far
+    /// (`1 / num_batches_tracked` after the increment).
+    pub(crate) fn track_batch(
+        &self,
+        batch_mean: Tensor<1>,
+        batch_var_biased: Tensor<1>,
+        count: usize,
+        momentum: Option<f64>,
+    ) {
+        let tracked = self.num_batches_tracked.increment();
+        let weight = match momentum {
+            Some(m) => Weight::Scalar(m),
+            None => Weight::Tensor(Box::new(tracked.float().recip())),
+        };
+        self.update(batch_mean, batch_var_biased, count, weight);
+    }
+
+    /// InstanceNorm's update: moves the statistics towards a batch's mean and unbiased
+    /// variance with a fixed `momentum`, without counting the batch (PyTorch never counts
+    /// InstanceNorm's batches).
+    pub(crate) fn blend_batch(
+        &self,
+        batch_mean: Tensor<1>,
+        batch_var_biased: Tensor<1>,
+        count: usize,
+        momentum: f64,
+    ) {
+        self.update(
+            batch_mean,
+            batch_var_biased,
+            count,
+            Weight::Scalar(momentum),
+        );
+    }
+
+    /// The update rule: `running = (1 - f) * running + f * batch`, the batch variance made
+    /// unbiased by `count / (count - 1)` (Bessel's correction) as PyTorch does.
+    fn update(&self, batch_mean: Tensor<1>, batch_var_biased: Tensor<1>, count: usize, f: Weight) {
+        let device = batch_mean.device();
+        let bessel = count as f64 / (count as f64 - 1.0);
+        let batch_var = batch_var_biased.mul_scalar(bessel);
+        let blend = |state: &RunningState<Tensor<1>>, batch: Tensor<1>| {
+            let running = state.value_sync().to_device(&device);
+            let blended = match &f {
+                Weight::Scalar(m) => running.mul_scalar(1.0 - m) + batch.mul_scalar(*m),
+                Weight::Tensor(w) => {
+                    running * (**w).clone().neg().add_scalar(1.0) + batch * (**w).clone()
+                }
+            };
+            state.update(blended.detach());
+        };
+        blend(&self.mean, batch_mean);
+        blend(&self.var, batch_var);
+    }
+}
+
+/// The weight `f` of one update: a number, or a one-element tensor left on the device (the
+/// cumulative average's `1 / num_batches_tracked`, without a host round trip).
+enum Weight {
+    Scalar(f64),
+    Tensor(Box<Tensor<1>>),
 }

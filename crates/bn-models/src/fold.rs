@@ -24,7 +24,7 @@ pub trait FoldBatchNorm: Sized {
 pub(crate) fn fold_linear(linear: &Linear, norm: &Option<Norm>) -> Result<Linear, NormError> {
     match norm {
         None => Ok(linear.clone()),
-        Some(Norm::Ours(bn)) => fold_into_linear(linear, bn),
+        Some(Norm::Batch(bn)) => fold_into_linear(linear, bn),
         Some(Norm::Sync(sync)) => fold_into_linear(linear, &sync.bn),
         Some(other) => Err(unfoldable("Linear", other)),
     }
@@ -34,7 +34,7 @@ pub(crate) fn fold_linear(linear: &Linear, norm: &Option<Norm>) -> Result<Linear
 pub(crate) fn fold_conv(conv: &Conv2d, norm: &Option<Norm>) -> Result<Conv2d, NormError> {
     match norm {
         None => Ok(conv.clone()),
-        Some(Norm::Ours(bn)) => fold_into_conv2d(conv, bn),
+        Some(Norm::Batch(bn)) => fold_into_conv2d(conv, bn),
         Some(Norm::Sync(sync)) => fold_into_conv2d(conv, &sync.bn),
         Some(other) => Err(unfoldable("Conv2d", other)),
     }
@@ -43,7 +43,7 @@ pub(crate) fn fold_conv(conv: &Conv2d, norm: &Option<Norm>) -> Result<Conv2d, No
 fn unfoldable(into: &'static str, norm: &Norm) -> NormError {
     let reason = match norm {
         Norm::Burn(_) => {
-            "folding takes bn-layers' BatchNorm (NormKind::Ours); Burn's built-in BatchNorm \
+            "folding takes bn-layers' BatchNorm (NormKind::Batch); Burn's built-in BatchNorm \
              keeps a biased running variance and is not supported"
         }
         _ => {

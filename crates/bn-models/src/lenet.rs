@@ -17,8 +17,8 @@ use crate::pytorch::{LayerKind, PytorchStateDict};
 /// Configuration of [`BnLeNet`].
 #[derive(Config, Debug)]
 pub struct BnLeNetConfig {
-    /// The normalization after each convolution and hidden linear layer. Default: ours.
-    #[config(default = "NormKind::Ours")]
+    /// The normalization after each convolution and hidden linear layer. Default: [`NormKind::Batch`].
+    #[config(default = "NormKind::Batch")]
     pub norm: NormKind,
 }
 
@@ -87,7 +87,7 @@ impl BnLeNet {
         }
     }
 
-    /// The network with every [`NormKind::Ours`] layer turned into a [`SyncBatchNorm`] of
+    /// The network with every [`NormKind::Batch`] layer turned into a [`SyncBatchNorm`] of
     /// `replica`'s group (PyTorch's `SyncBatchNorm.convert_sync_batchnorm`). Each replica
     /// needs its own copy of the parameters: use [`replica`](Self::replica).
     ///
@@ -103,7 +103,7 @@ impl BnLeNet {
     }
 
     /// Class logits for a batch of images. Each normalization and its sigmoid are one op
-    /// where the norm is ours ([`bn_layers::BatchNormAct`]'s fusion).
+    /// where the norm is [`NormKind::Batch`] ([`bn_layers::BatchNormAct`]'s fusion).
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let sigmoid = Activation::Sigmoid;
         let x = apply_activated(&self.norm1, conv2d(&self.conv1, images), sigmoid);

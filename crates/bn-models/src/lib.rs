@@ -1,5 +1,5 @@
 //! The models of the batch-normalization experiments, each with its normalization layer
-//! chosen by a [`NormKind`]: ours (PyTorch-exact), Burn's built-in BatchNorm, GroupNorm,
+//! chosen by a [`NormKind`]: batch (PyTorch-exact BatchNorm), Burn's built-in BatchNorm, GroupNorm,
 //! LayerNorm, or none.
 //!
 //! | model | architecture | parameters (BN) |
@@ -17,6 +17,7 @@ mod mlp;
 mod moons;
 mod norm;
 pub mod pytorch;
+pub mod record;
 
 pub use fold::FoldBatchNorm;
 pub use lenet::{BnLeNet, BnLeNetConfig};
@@ -119,11 +120,13 @@ mod tests {
         for kind in NormKind::ALL {
             assert_eq!(kind.name().parse::<NormKind>(), Ok(kind));
         }
+        // The name before the rename still parses, for old scripts.
+        assert_eq!("ours".parse::<NormKind>(), Ok(NormKind::Batch));
         assert!(
-            "batch"
+            "bogus"
                 .parse::<NormKind>()
                 .unwrap_err()
-                .contains("ours, burn")
+                .contains("batch, burn")
         );
         assert_eq!(NormKind::groups_for(6), 3);
         assert_eq!(NormKind::groups_for(120), 4);

@@ -16,8 +16,8 @@ use crate::pytorch::{LayerKind, PytorchStateDict};
 /// Configuration of [`MlpWithBn`].
 #[derive(Config, Debug)]
 pub struct MlpWithBnConfig {
-    /// The normalization after each hidden linear layer. Default: ours.
-    #[config(default = "NormKind::Ours")]
+    /// The normalization after each hidden linear layer. Default: [`NormKind::Batch`].
+    #[config(default = "NormKind::Batch")]
     pub norm: NormKind,
     /// Give the hidden linear layers a bias. Normalization subtracts the mean right after,
     /// so the bias is redundant there; `false` drops its 512 parameters. Default: `true`.

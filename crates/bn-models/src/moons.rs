@@ -15,8 +15,8 @@ pub struct MoonsMlpConfig {
     /// Width of the hidden layer. Default: 64.
     #[config(default = 64)]
     pub hidden: usize,
-    /// The normalization after the hidden layer. Default: ours.
-    #[config(default = "NormKind::Ours")]
+    /// The normalization after the hidden layer. Default: [`NormKind::Batch`].
+    #[config(default = "NormKind::Batch")]
     pub norm: NormKind,
 }
 

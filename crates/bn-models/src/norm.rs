@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 /// Which normalization a model puts after its convolutions and hidden linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum NormKind {
-    /// This workspace's PyTorch-exact [`BatchNorm`].
+    /// This workspace's PyTorch-exact [`BatchNorm`]. Named `ours` before 0.2, which command
+    /// lines and saved configs may still say.
     #[default]
-    Ours,
+    #[serde(alias = "Ours")]
+    Batch,
     /// Burn's built-in `burn::nn::BatchNorm` (biased running variance).
     Burn,
     /// [`GroupNorm`] with a few channels per group (see [`NormKind::groups_for`]).
@@ -27,7 +29,7 @@ pub enum NormKind {
 impl NormKind {
     /// Every kind, in the order above.
     pub const ALL: [NormKind; 5] = [
-        NormKind::Ours,
+        NormKind::Batch,
         NormKind::Burn,
         NormKind::Group,
         NormKind::Layer,
@@ -37,7 +39,7 @@ impl NormKind {
     /// The lower-case name used on command lines and in reports.
     pub fn name(self) -> &'static str {
         match self {
-            NormKind::Ours => "ours",
+            NormKind::Batch => "batch",
             NormKind::Burn => "burn",
             NormKind::Group => "group",
             NormKind::Layer => "layer",
@@ -59,7 +61,7 @@ impl NormKind {
         let mut features = vec![channels];
         features.extend_from_slice(spatial);
         let layer = match self {
-            NormKind::Ours => Norm::Ours(BatchNormConfig::new(channels).init(device)),
+            NormKind::Batch => Norm::Batch(BatchNormConfig::new(channels).init(device)),
             NormKind::Burn => Norm::Burn(burn::nn::BatchNormConfig::new(channels).init(device)),
             NormKind::Group => {
                 Norm::Group(GroupNormConfig::new(Self::groups_for(channels), channels).init(device))
@@ -81,6 +83,9 @@ impl std::str::FromStr for NormKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "ours" {
+            return Ok(NormKind::Batch); // its name before 0.2
+        }
         NormKind::ALL
             .into_iter()
             .find(|kind| kind.name() == s)
@@ -95,14 +100,14 @@ impl std::str::FromStr for NormKind {
 #[derive(Module, Debug)]
 pub enum Norm {
     /// PyTorch-exact batch normalization.
-    Ours(BatchNorm),
+    Batch(BatchNorm),
     /// Burn's built-in batch normalization.
     Burn(burn::nn::BatchNorm),
     /// Group normalization.
     Group(GroupNorm),
     /// Layer normalization.
     Layer(LayerNorm),
-    /// [`Norm::Ours`] synchronized across data-parallel replicas (what data-parallel training builds per replica).
+    /// [`Norm::Batch`] synchronized across data-parallel replicas (what data-parallel training builds per replica).
     Sync(SyncBatchNorm),
 }
 
@@ -110,7 +115,7 @@ impl Norm {
     /// Normalizes `[N, C, ...]` features.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            Norm::Ours(layer) => layer.forward(x),
+            Norm::Batch(layer) => layer.forward(x),
             Norm::Burn(layer) => layer.forward(x),
             Norm::Group(layer) => layer.forward(x),
             Norm::Layer(layer) => layer.forward(x),
@@ -118,7 +123,7 @@ impl Norm {
         }
     }
 
-    /// `activation(self.forward(x))`; for [`Norm::Ours`] one op, BatchNorm and activation
+    /// `activation(self.forward(x))`; for [`Norm::Batch`] one op, BatchNorm and activation
     /// fused ([`bn_layers::BatchNormAct`]).
     pub fn forward_activated<const D: usize>(
         &self,
@@ -126,7 +131,7 @@ impl Norm {
         activation: Activation,
     ) -> Tensor<D> {
         match self {
-            Norm::Ours(layer) => layer.forward_activated(x, activation),
+            Norm::Batch(layer) => layer.forward_activated(x, activation),
             other => activation.apply(other.forward(x)),
         }
     }
@@ -134,7 +139,7 @@ impl Norm {
     /// The learned scale and shift (`γ`, `β`), flattened, where the layer has both.
     pub fn affine(&self) -> Option<(Tensor<1>, Tensor<1>)> {
         match self {
-            Norm::Ours(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
+            Norm::Batch(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
             Norm::Burn(l) => Some((l.gamma.val(), l.beta.val())),
             Norm::Group(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
             Norm::Layer(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
@@ -150,7 +155,7 @@ impl Norm {
 pub(crate) fn norm_kind(norm: &Option<Norm>) -> NormKind {
     match norm {
         None => NormKind::None,
-        Some(Norm::Ours(_)) => NormKind::Ours,
+        Some(Norm::Batch(_)) => NormKind::Batch,
         Some(Norm::Burn(_)) => NormKind::Burn,
         Some(Norm::Group(_)) => NormKind::Group,
         Some(Norm::Layer(_)) => NormKind::Layer,
@@ -163,7 +168,7 @@ pub(crate) fn norm_kind(norm: &Option<Norm>) -> NormKind {
 /// each sample alone and stay as they are.
 pub(crate) fn synchronize(norm: Option<Norm>, replica: &Replica, site: u64) -> Option<Norm> {
     match norm {
-        Some(Norm::Ours(bn)) => Some(Norm::Sync(SyncBatchNorm::new(bn, replica.clone(), site))),
+        Some(Norm::Batch(bn)) => Some(Norm::Sync(SyncBatchNorm::new(bn, replica.clone(), site))),
         other => other,
     }
 }

@@ -9,8 +9,8 @@
 //! |---|---|---|
 //! | `Linear.weight` `[out, in]` | `Linear.weight` `[in, out]` | transpose |
 //! | `BatchNorm*.weight` / `.bias` | `BatchNorm.gamma` / `.beta` | rename |
-//! | `running_mean`, `running_var` | same names | none (both store the unbiased variance) |
-//! | `num_batches_tracked` (0-d int64) | `num_batches_tracked` (`[1]` int) | reshape |
+//! | `running_mean`, `running_var` | `running.mean`, `running.var` | rename (both store the unbiased variance) |
+//! | `num_batches_tracked` (0-d int64) | `running.num_batches_tracked` (`[1]` int) | rename, reshape |
 //! | `Conv2d.weight`, `.bias` | same | none |
 //!
 //! Files are read with burn-store's readers ([`PytorchStore`], [`SafetensorsStore`]); keys are
@@ -233,7 +233,9 @@ fn entries<M: PytorchStateDict>(model: &M) -> Vec<Entry> {
                 (LayerKind::Linear, "weight") => ("weight", Conversion::Transpose),
                 (LayerKind::BatchNorm, "gamma") => ("weight", Conversion::Same),
                 (LayerKind::BatchNorm, "beta") => ("bias", Conversion::Same),
-                (LayerKind::BatchNorm, "num_batches_tracked") => {
+                (LayerKind::BatchNorm, "running.mean") => ("running_mean", Conversion::Same),
+                (LayerKind::BatchNorm, "running.var") => ("running_var", Conversion::Same),
+                (LayerKind::BatchNorm, "running.num_batches_tracked") => {
                     ("num_batches_tracked", Conversion::Scalar)
                 }
                 (_, other) => (other, Conversion::Same),

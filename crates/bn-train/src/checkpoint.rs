@@ -16,7 +16,6 @@ use std::time::Duration;
 use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use burn::optim::lr_scheduler::LrSchedulerRecord;
-use burn::store::ModuleRecord;
 use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
 
 /// Milliseconds every checkpoint write pauses halfway (fault-injection tests only).
@@ -126,13 +125,17 @@ pub fn last_checkpoint(artifacts: &Path) -> Option<usize> {
 /// Reads the three records of `epoch` and applies the model record to `model`, so that
 /// burn-train (which panics on a bad record) is only handed checkpoints that load.
 ///
+/// A model record written before the running statistics became one submodule
+/// ([`bn_models::record`]) is rewritten in today's layout, atomically, before burn-train
+/// reads it; the result is how many of its tensors were renamed (0 for today's layout).
+///
 /// # Errors
 /// A message naming the file and what is wrong with it.
 pub fn check_checkpoint<M: Module>(
     model: &M,
     artifacts: &Path,
     epoch: usize,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let dir = artifacts.join("checkpoint");
     let unreadable = |path: &Path, err: &dyn std::fmt::Display| {
         format!(
@@ -142,18 +145,32 @@ pub fn check_checkpoint<M: Module>(
         )
     };
     let path = record_path(&dir, "model", epoch);
-    let record = ModuleRecord::load(&path).map_err(|err| unreadable(&path, &err))?;
-    model.clone().try_load_record(record).map_err(|err| {
-        format!(
-            "{} does not fit this model ({err}); was it written by another --norm or model?",
-            path.display()
-        )
-    })?;
+    let (record, renamed) =
+        bn_models::record::load_record(model, &path).map_err(|err| unreadable(&path, &err))?;
+    model
+        .clone()
+        .try_load_record(record.clone())
+        .map_err(|err| {
+            format!(
+                "{} does not fit this model ({err}); was it written by another --norm or model?",
+                path.display()
+            )
+        })?;
+    if renamed > 0 {
+        let rewrite = |err: &dyn std::fmt::Display| {
+            format!(
+                "{}: cannot rewrite it in today's layout: {err}",
+                path.display()
+            )
+        };
+        let bytes = record.into_bytes().map_err(|err| rewrite(&err))?;
+        write_atomically(&path, &bytes).map_err(|err| rewrite(&err))?;
+    }
     let path = record_path(&dir, "optim", epoch);
     OptimizerRecord::load(&path).map_err(|err| unreadable(&path, &err))?;
     let path = record_path(&dir, "scheduler", epoch);
     LrSchedulerRecord::load(&path).map_err(|err| unreadable(&path, &err))?;
-    Ok(())
+    Ok(renamed)
 }
 
 #[cfg(test)]

@@ -52,8 +52,8 @@ pub struct TrainConfig {
     /// The learning-rate schedule. Default: cosine annealing.
     #[config(default = "LrSchedule::Cosine")]
     pub schedule: LrSchedule,
-    /// The normalization layer of the model. Default: ours.
-    #[config(default = "NormKind::Ours")]
+    /// The normalization layer of the model. Default: [`NormKind::Batch`].
+    #[config(default = "NormKind::Batch")]
     pub norm: NormKind,
     /// Seed of the shuffling; the examples also seed the device with it before building the
     /// model, which fixes the weight initialization. Default: 0.

@@ -120,7 +120,14 @@ where
     let start_epoch = prepare_artifacts(config, artifacts, resume)?;
     let classifier = Classifier::new(model);
     if start_epoch > 0 {
-        check_checkpoint(&classifier, artifacts, start_epoch).map_err(TrainError::Resume)?;
+        let renamed =
+            check_checkpoint(&classifier, artifacts, start_epoch).map_err(TrainError::Resume)?;
+        if renamed > 0 {
+            println!(
+                "checkpoint/model-{start_epoch}.bpk: written by version 0.1; {renamed} tensors \
+                 renamed to today's record paths, the file rewritten"
+            );
+        }
     }
 
     let TrainTest { train, test } = config.limit(data);

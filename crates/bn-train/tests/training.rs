@@ -41,7 +41,9 @@ fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
         .with_lr(0.01)
         .with_optimizer(OptimizerKind::Adam)
         .with_num_workers(0);
-    let model = BnLeNetConfig::new().with_norm(NormKind::Ours).init(&device);
+    let model = BnLeNetConfig::new()
+        .with_norm(NormKind::Batch)
+        .init(&device);
     let outcome = train(
         model,
         "BN-LeNet",

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::test_util::{assert_close, eval_device, tensor, train_device};
+use burn::module::RunningState;
 
 const X1: [f64; 12] = [1.0, 2.0, 0.5, 3.0, -1.0, 0.5, 5.0, 4.0, 2.0, 7.0, 0.0, 1.0];
 const X2: [f64; 12] = [0.0, 1.0, 1.0, 2.0, 1.0, 3.0, -2.0, 5.0, 3.0, 4.0, 1.0, 1.0];
@@ -50,8 +51,9 @@ fn preset_eval_layer(path: ComputePath) -> BatchNorm {
     let mut bn = BatchNormConfig::new_1d(3).with_path(path).init(&device);
     bn.gamma = Some(Param::from_tensor(tensor([2.0, 1.0, -1.0], [3], &device)));
     bn.beta = Some(Param::from_tensor(tensor([0.5, 0.0, 1.0], [3], &device)));
-    bn.running_mean = Some(RunningState::new(tensor([1.0, -1.0, 0.5], [3], &device)));
-    bn.running_var = Some(RunningState::new(tensor([4.0, 0.25, 1.0], [3], &device)));
+    let running = bn.running.as_mut().expect("tracked by default");
+    running.mean = RunningState::new(tensor([1.0, -1.0, 0.5], [3], &device));
+    running.var = RunningState::new(tensor([4.0, 0.25, 1.0], [3], &device));
     bn
 }
 
@@ -88,7 +90,7 @@ fn without_running_statistics_evaluation_uses_the_batch() {
     let bn = BatchNormConfig::new_1d(3)
         .with_track_running_stats(false)
         .init(&device);
-    assert!(bn.running_mean.is_none() && bn.num_batches_tracked.is_none());
+    assert!(bn.running.is_none() && bn.num_batches_tracked().is_none());
     let x = tensor([3.0, 0.0, 0.5, 1.0, -1.0, 2.5], [2, 3], &device);
     #[rustfmt::skip]
     assert_close(bn.forward(x.clone()), &[

@@ -110,7 +110,7 @@ impl SyncBatchNorm {
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let bn = &self.bn;
         let training = bn.training.trains_on(&input.device());
-        let batch_stats = training || bn.running_mean.is_none();
+        let batch_stats = training || bn.running.is_none();
         let reducer = match (&self.reducer, batch_stats) {
             (Some(reducer), true) => reducer,
             _ => return bn.try_forward(input),
