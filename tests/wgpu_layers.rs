@@ -79,8 +79,7 @@ fn sync_batch_norm_on_wgpu_matches_batch_norm_on_the_whole_batch() {
                 let weights = host(weights.clone());
                 scope.spawn(move || {
                     let rank = replica.rank();
-                    let layer =
-                        SyncBatchNorm::new(BatchNormConfig::new_2d(3).init(&gpu), replica, 0);
+                    let layer = SyncBatchNorm::new(BatchNormConfig::new_2d(3).init(&gpu), replica);
                     let mine: Vec<f32> = host(input(&gpu)).chunks(48).nth(rank).unwrap().to_vec();
                     let x = Tensor::<4>::from_data(TensorData::new(mine, [1, 3, 4, 4]), &gpu)
                         .require_grad();

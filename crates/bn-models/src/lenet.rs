@@ -94,10 +94,10 @@ impl BnLeNet {
     /// [`SyncBatchNorm`]: bn_layers::SyncBatchNorm
     pub fn synchronized(self, replica: &Replica) -> Self {
         Self {
-            norm1: synchronize(self.norm1, replica, 1),
-            norm2: synchronize(self.norm2, replica, 2),
-            norm3: synchronize(self.norm3, replica, 3),
-            norm4: synchronize(self.norm4, replica, 4),
+            norm1: synchronize(self.norm1, replica),
+            norm2: synchronize(self.norm2, replica),
+            norm3: synchronize(self.norm3, replica),
+            norm4: synchronize(self.norm4, replica),
             ..self
         }
     }

@@ -163,12 +163,12 @@ pub(crate) fn norm_kind(norm: &Option<Norm>) -> NormKind {
     }
 }
 
-/// `norm` with its BatchNorm synchronized across `replica`'s group as reduction `site`
-/// (PyTorch's `SyncBatchNorm.convert_sync_batchnorm` for one layer); other kinds normalize
-/// each sample alone and stay as they are.
-pub(crate) fn synchronize(norm: Option<Norm>, replica: &Replica, site: u64) -> Option<Norm> {
+/// `norm` with its BatchNorm synchronized across `replica`'s group (PyTorch's
+/// `SyncBatchNorm.convert_sync_batchnorm` for one layer); other kinds normalize each sample
+/// alone and stay as they are.
+pub(crate) fn synchronize(norm: Option<Norm>, replica: &Replica) -> Option<Norm> {
     match norm {
-        Some(Norm::Batch(bn)) => Some(Norm::Sync(SyncBatchNorm::new(bn, replica.clone(), site))),
+        Some(Norm::Batch(bn)) => Some(Norm::Sync(SyncBatchNorm::new(bn, replica.clone()))),
         other => other,
     }
 }

@@ -167,7 +167,7 @@ fn paths_gap(data: &Stripes, device: &Device) -> [f64; 3] {
 /// a `NormError` saying so.
 fn sync_batch_norm(data: &Stripes, device: &Device, kernels: bool) -> Result<(), String> {
     let replica = ReplicaGroup::new(1).member(0);
-    let layer = SyncBatchNorm::new(BatchNormConfig::new_2d(8).init(device), replica, 1);
+    let layer = SyncBatchNorm::new(BatchNormConfig::new_2d(8).init(device), replica);
     let (images, _) = data.batch(0..BATCH, device);
     let x = Tensor::cat(vec![images; 8], 1);
     match (layer.try_forward(x).map(|y| y.dims()), kernels) {

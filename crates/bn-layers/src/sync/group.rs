@@ -5,6 +5,7 @@
 //! member gets the same bits, run after run). Only these vectors cross replicas: per-channel
 //! statistics and their gradients, never activations.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ struct Shared {
     size: usize,
     round: Mutex<Round>,
     done: Condvar,
+    /// Per rank, the next reduction site [`Replica::next_site`] hands out.
+    next_sites: Vec<AtomicU64>,
 }
 
 /// The reduction in progress: who has contributed what, and the last finished result.
@@ -59,6 +62,7 @@ impl ReplicaGroup {
                     ..Round::default()
                 }),
                 done: Condvar::new(),
+                next_sites: (0..size).map(|_| AtomicU64::new(0)).collect(),
             }),
         }
     }
@@ -99,6 +103,14 @@ impl Replica {
     /// The number of replicas in the group.
     pub fn world_size(&self) -> usize {
         self.shared.size
+    }
+
+    /// A fresh reduction site for one synchronized layer of this member: 0, 1, 2, … in the
+    /// order the member's layers are built. Every replica builds the same model, so its `k`-th
+    /// layer gets the same site on every rank; a replica that builds one layer more or fewer
+    /// than the others is out of step, and its first reduction says so.
+    pub fn next_site(&self) -> u64 {
+        self.shared.next_sites[self.rank].fetch_add(1, Ordering::Relaxed)
     }
 
     /// Waits until every member has contributed a vector for `site` and returns their
@@ -200,6 +212,16 @@ mod tests {
                 assert_eq!(sum, &[3.0, 3.0 * round as f64, 3.0]);
             }
         }
+    }
+
+    #[test]
+    fn each_member_numbers_its_layers_from_zero() {
+        let group = ReplicaGroup::new(2);
+        let (first, second) = (group.member(0), group.member(1));
+        assert_eq!([first.next_site(), first.next_site()], [0, 1]);
+        // A clone is the same member; the other rank counts on its own.
+        assert_eq!(first.clone().next_site(), 2);
+        assert_eq!(second.next_site(), 0);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::functional::scale_shift;
 /// replicas, as PyTorch's backward reduces `Σ dy` and `Σ dy·x̂`), so every replica holds the
 /// same statistics and, after the same update, identical running statistics (mean and
 /// **unbiased** variance `var · n / (n - 1)`, `num_batches_tracked`).
-/// In evaluation it is exactly [`BatchNorm`]; without a [`Replica`](crate::Replica) it trains like one too.
+/// In evaluation it is exactly [`BatchNorm`].
 ///
 /// Each replica owns its copy of the layer (as each PyTorch process does), runs in its own
 /// thread, and all replicas call `forward` and `backward` in step. Only per-channel vectors
@@ -44,7 +44,7 @@ use crate::functional::scale_shift;
 ///     let workers: Vec<_> = group.members().into_iter().map(|replica| {
 ///         let device = device.clone();
 ///         scope.spawn(move || {
-///             let bn = SyncBatchNorm::new(BatchNormConfig::new_1d(1).init(&device), replica.clone(), 0);
+///             let bn = SyncBatchNorm::new(BatchNormConfig::new_1d(1).init(&device), replica.clone());
 ///             // Replica 0 holds [1, 2], replica 1 holds [3, 6]: the global mean is 3.
 ///             let x = if replica.rank() == 0 { [[1.0], [2.0]] } else { [[3.0], [6.0]] };
 ///             let y = bn.forward(Tensor::<2>::from_data(x, &device));
@@ -62,26 +62,25 @@ use crate::functional::scale_shift;
 pub struct SyncBatchNorm {
     /// The parameters, buffers and evaluation behaviour: a [`BatchNorm`].
     pub bn: BatchNorm,
-    /// How this layer sums statistics across replicas; `None` trains like [`BatchNorm`].
+    /// How this layer sums statistics across replicas.
     #[module(skip)]
-    reducer: Option<StatsReducer>,
-    /// Tells this layer's reductions apart from other layers' (unique within a model).
+    reducer: StatsReducer,
+    /// Tells this layer's reductions apart from the other layers' in the group
+    /// ([`Replica::next_site`](super::Replica::next_site)).
     #[module(skip)]
     site: u64,
 }
 
 impl SyncBatchNorm {
-    /// Synchronizes `bn` through `reducer` (a [`Replica`](super::Replica) of a
-    /// [`ReplicaGroup`](super::ReplicaGroup), or [`StatsReducer::Collective`]). `site` must be
-    /// unique among the synchronized layers of the model (their index is a good choice) and
-    /// the same on every replica. PyTorch's `SyncBatchNorm.convert_sync_batchnorm` for one
-    /// layer.
-    pub fn new(bn: BatchNorm, reducer: impl Into<StatsReducer>, site: u64) -> Self {
-        Self {
-            bn,
-            reducer: Some(reducer.into()),
-            site,
-        }
+    /// Synchronizes `bn` through `reducer`: a [`Replica`](super::Replica) of a
+    /// [`ReplicaGroup`](super::ReplicaGroup), which hands the layer its reduction site
+    /// ([`Replica::next_site`](super::Replica::next_site)), so every replica must build its
+    /// synchronized layers in the same order. PyTorch's
+    /// `SyncBatchNorm.convert_sync_batchnorm` for one layer.
+    pub fn new(bn: BatchNorm, reducer: impl Into<StatsReducer>) -> Self {
+        let reducer = reducer.into();
+        let site = reducer.next_site();
+        Self { bn, reducer, site }
     }
 
     /// A layer with `config`'s settings on `device`, synchronized through `reducer`.
@@ -89,9 +88,8 @@ impl SyncBatchNorm {
         config: &BatchNormConfig,
         device: &Device,
         reducer: impl Into<StatsReducer>,
-        site: u64,
     ) -> Self {
-        Self::new(config.init(device), reducer, site)
+        Self::new(config.init(device), reducer)
     }
 
     /// The plain [`BatchNorm`], detached from its group.
@@ -111,16 +109,16 @@ impl SyncBatchNorm {
         let bn = &self.bn;
         let training = bn.training.trains_on(&input.device());
         let batch_stats = training || bn.running.is_none();
-        let reducer = match (&self.reducer, batch_stats) {
-            (Some(reducer), true) => reducer,
-            _ => return bn.try_forward(input),
-        };
+        if !batch_stats {
+            return bn.try_forward(input);
+        }
+        let reducer = &self.reducer;
         let full_shape = input.shape();
         let shape = input.dims().to_vec();
         let [n, c, s] = bn.check_shape(&shape)?;
         check_eps_for_batch_stats("SyncBatchNorm", bn.eps)?;
         let device = input.device();
-        if matches!(reducer, StatsReducer::Replicas(_)) && !crate::kernels::covers(&device) {
+        if reducer.is_in_process() && !crate::kernels::covers(&device) {
             return Err(NormError::UnsupportedBackend {
                 layer: "SyncBatchNorm",
                 op: "the in-process cross-replica sum",

@@ -105,7 +105,7 @@ pub fn replicas(slices: &[usize], l: usize, device: &Device) -> Vec<Result<Outco
                 let range =
                     starts[replica.rank()]..starts[replica.rank()] + slices[replica.rank()] * C * l;
                 scope.spawn(move || {
-                    let sync = SyncBatchNorm::new(layer(device), replica, 0);
+                    let sync = SyncBatchNorm::new(layer(device), replica);
                     step(
                         &sync.bn,
                         |x| sync.try_forward(x),
@@ -209,7 +209,7 @@ pub fn assert_all_cases(device: &Device, tolerance: f64) {
 /// (above); one value per channel in the whole group is an error.
 pub fn assert_global_count_of_one_is_refused(device: &Device) {
     let group = ReplicaGroup::new(1);
-    let sync = SyncBatchNorm::new(layer(device), group.member(0), 0);
+    let sync = SyncBatchNorm::new(layer(device), group.member(0));
     let x = Tensor::<2>::from_data(TensorData::new(vec![1.0, 2.0, 3.0], [1, C]), device);
     let err = sync.try_forward(x).unwrap_err();
     assert_eq!(err.kind(), "TooFewValues");
