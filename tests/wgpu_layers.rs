@@ -54,8 +54,9 @@ fn batch_norm_on_wgpu_matches_flex_and_round_trips() {
     std::fs::remove_file(file).ok();
 }
 
-/// Two replicas with SyncBatchNorm on wgpu, each given one of the two images: outputs and
-/// input gradients equal BatchNorm on both images (the reduction op runs on Cube too).
+/// Three replicas with SyncBatchNorm on wgpu, two given one of the two images each and the
+/// third an empty slice (it joins every reduction with zeros): outputs and input gradients
+/// equal BatchNorm on both images (the reduction op runs on Cube too).
 #[test]
 fn sync_batch_norm_on_wgpu_matches_batch_norm_on_the_whole_batch() {
     use bn_layers::{ReplicaGroup, SyncBatchNorm};
@@ -69,7 +70,7 @@ fn sync_batch_norm_on_wgpu_matches_batch_norm_on_the_whole_batch() {
     let want_y = host(y);
     let want_grad = host(whole.grad(&grads).unwrap());
 
-    let group = ReplicaGroup::new(2);
+    let group = ReplicaGroup::new(3);
     let per_replica: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = group
             .members()
@@ -80,11 +81,17 @@ fn sync_batch_norm_on_wgpu_matches_batch_norm_on_the_whole_batch() {
                 scope.spawn(move || {
                     let rank = replica.rank();
                     let layer = SyncBatchNorm::new(BatchNormConfig::new_2d(3).init(&gpu), replica);
-                    let mine: Vec<f32> = host(input(&gpu)).chunks(48).nth(rank).unwrap().to_vec();
-                    let x = Tensor::<4>::from_data(TensorData::new(mine, [1, 3, 4, 4]), &gpu)
+                    // Image `rank`: none for the third replica.
+                    let slice =
+                        |values: &[f32]| values.chunks(48).nth(rank).unwrap_or(&[]).to_vec();
+                    let mine = slice(&host(input(&gpu)));
+                    let n = mine.len() / 48;
+                    let x = Tensor::<4>::from_data(TensorData::new(mine, [n, 3, 4, 4]), &gpu)
                         .require_grad();
-                    let w: Vec<f32> = weights.chunks(48).nth(rank).unwrap().to_vec();
-                    let w = Tensor::<4>::from_data(TensorData::new(w, [1, 3, 4, 4]), &gpu);
+                    let w = Tensor::<4>::from_data(
+                        TensorData::new(slice(&weights), [n, 3, 4, 4]),
+                        &gpu,
+                    );
                     let y = layer.forward(x.clone());
                     let grads = (y.clone() * w).sum().backward();
                     (host(y), host(x.grad(&grads).unwrap()))

@@ -104,6 +104,13 @@ pub enum NormError {
         /// The input's device.
         device: String,
     },
+    /// A [`SyncBatchNorm`](crate::SyncBatchNorm)'s replica group has failed (a peer panicked
+    /// or failed, or the replicas fell out of step), so the statistics cannot be summed.
+    #[error("SyncBatchNorm: cannot synchronize: {reason}")]
+    ReplicaGroupFailed {
+        /// The group's failure, naming the replica and what happened.
+        reason: String,
+    },
 }
 
 impl NormError {
@@ -118,6 +125,7 @@ impl NormError {
             NormError::InvalidConfig { .. } => "InvalidConfig",
             NormError::NotFoldable { .. } => "NotFoldable",
             NormError::UnsupportedBackend { .. } => "UnsupportedBackend",
+            NormError::ReplicaGroupFailed { .. } => "ReplicaGroupFailed",
         }
     }
 

@@ -4,13 +4,18 @@
 //! members have called, with the element-wise sum over members, added in rank order (so every
 //! member gets the same bits, run after run). Only these vectors cross replicas: per-channel
 //! statistics and their gradients, never activations.
+//!
+//! A group fails fast. A member that panics (its thread unwinding drops its handles), that
+//! fails before a reduction ([`Replica::fail`]), that reduces another site or length than its
+//! peers, or that waits longer than the group's patience marks the group failed, and every
+//! member waiting or arriving later panics at once with the first failure's reason. A failed
+//! group stays failed: build a new one to start again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a member waits for the others before giving up with a panic naming the site:
-/// a replica that died or took another branch would otherwise hang the rest forever.
+/// How long a member waits for the others by default ([`ReplicaGroup::with_patience`]).
 const PATIENCE: Duration = Duration::from_secs(600);
 
 /// The members of one synchronization group. Create it once with the number of replicas and
@@ -35,6 +40,8 @@ struct Shared {
     done: Condvar,
     /// Per rank, the next reduction site [`Replica::next_site`] hands out.
     next_sites: Vec<AtomicU64>,
+    /// How long a member waits for the others before the group fails.
+    patience: Duration,
 }
 
 /// The reduction in progress: who has contributed what, and the last finished result.
@@ -45,14 +52,26 @@ struct Round {
     site: Option<u64>,
     contributions: Vec<Option<Vec<f64>>>,
     result: Arc<Vec<f64>>,
+    /// Why the group failed, once it has: every later reduction panics with it.
+    failure: Option<String>,
 }
 
 impl ReplicaGroup {
-    /// A group of `size` replicas.
+    /// A group of `size` replicas whose members wait up to ten minutes for each other.
     ///
     /// # Panics
     /// If `size` is 0.
     pub fn new(size: usize) -> Self {
+        Self::with_patience(size, PATIENCE)
+    }
+
+    /// A group of `size` replicas whose members wait up to `patience` for each other; a
+    /// member that waits longer fails the group, naming the reduction site and the replicas
+    /// that did not arrive.
+    ///
+    /// # Panics
+    /// If `size` is 0.
+    pub fn with_patience(size: usize, patience: Duration) -> Self {
         assert!(size > 0, "a replica group needs at least one member");
         Self {
             shared: Arc::new(Shared {
@@ -63,6 +82,7 @@ impl ReplicaGroup {
                 }),
                 done: Condvar::new(),
                 next_sites: (0..size).map(|_| AtomicU64::new(0)).collect(),
+                patience,
             }),
         }
     }
@@ -118,8 +138,9 @@ impl Replica {
     /// phase); members that disagree on it are out of step, which is a bug in the caller.
     ///
     /// # Panics
-    /// If the members reduce different sites or lengths, or the others do not arrive within
-    /// ten minutes.
+    /// If the group has failed or fails while this member waits (see the
+    /// [module docs](self)): a peer panicked or failed, the members reduce different sites
+    /// or lengths, or a member waited longer than the group's patience.
     pub fn all_reduce_sum(&self, site: u64, values: Vec<f64>) -> Vec<f64> {
         let shared = &*self.shared;
         if shared.size == 1 {
@@ -127,26 +148,32 @@ impl Replica {
         }
         // A member can only leave a round once it is complete, so its slot is free here.
         let mut round = self.lock();
-        match round.site {
-            None => round.site = Some(site),
-            Some(current) => assert_eq!(
-                current, site,
+        self.check(&round, site);
+        let out_of_step = match (round.site, round.contributions.iter().flatten().next()) {
+            (Some(current), _) if current != site => Some(format!(
                 "replica {} reduces site {site:#x} while others reduce {current:#x}: the \
                  replicas' forward or backward passes are out of step",
                 self.rank
-            ),
+            )),
+            (_, Some(other)) if other.len() != values.len() => Some(format!(
+                "replica {} reduces {} values at site {site:#x}, others {}",
+                self.rank,
+                values.len(),
+                other.len()
+            )),
+            _ => None,
+        };
+        if let Some(reason) = out_of_step {
+            self.fail_round(&mut round, reason);
+            self.check(&round, site);
         }
+        round.site = Some(site);
         round.contributions[self.rank] = Some(values);
         let joined = round.generation;
         if round.contributions.iter().all(Option::is_some) {
             let mut parts = round.contributions.iter_mut().map(|c| c.take().unwrap());
             let mut sum = parts.next().unwrap();
             for part in parts {
-                assert_eq!(
-                    part.len(),
-                    sum.len(),
-                    "replicas reduce vectors of different lengths at site {site:#x}"
-                );
                 sum.iter_mut().zip(part).for_each(|(s, p)| *s += p);
             }
             round.result = Arc::new(sum);
@@ -154,10 +181,56 @@ impl Replica {
             round.generation += 1;
             shared.done.notify_all();
         }
+        let started = Instant::now();
         while round.generation == joined {
-            round = self.wait(round, site);
+            let waited = started.elapsed();
+            if waited >= shared.patience {
+                let missing: Vec<usize> = (0..shared.size)
+                    .filter(|&rank| round.contributions[rank].is_none())
+                    .collect();
+                let reason = format!(
+                    "replica {} waited {:.1} s at site {site:#x}; replicas {missing:?} did not \
+                     arrive",
+                    self.rank,
+                    waited.as_secs_f64()
+                );
+                self.fail_round(&mut round, reason);
+            }
+            self.check(&round, site);
+            round = self.wait(round, shared.patience - waited.min(shared.patience));
         }
         round.result.as_ref().clone()
+    }
+
+    /// Fails the group: every member waiting or arriving later panics with `reason`. For a
+    /// replica that cannot reach its next reduction (its forward failed), so that its peers
+    /// do not wait for it.
+    pub fn fail(&self, reason: &str) {
+        let mut round = self.lock();
+        self.fail_round(
+            &mut round,
+            format!("replica {} failed: {reason}", self.rank),
+        );
+    }
+
+    /// The reason the group failed, if it has.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
+    }
+
+    fn fail_round(&self, round: &mut Round, reason: String) {
+        round.failure.get_or_insert(reason);
+        self.shared.done.notify_all();
+    }
+
+    /// Panics if the group has failed.
+    fn check(&self, round: &Round, site: u64) {
+        if let Some(failure) = &round.failure {
+            panic!(
+                "replica {} cannot reduce site {site:#x}: the replica group failed: {failure}",
+                self.rank
+            );
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Round> {
@@ -167,19 +240,24 @@ impl Replica {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn wait<'a>(&self, round: MutexGuard<'a, Round>, site: u64) -> MutexGuard<'a, Round> {
-        let (round, timeout) = self
-            .shared
+    fn wait<'a>(&self, round: MutexGuard<'a, Round>, limit: Duration) -> MutexGuard<'a, Round> {
+        self.shared
             .done
-            .wait_timeout(round, PATIENCE)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        assert!(
-            !timeout.timed_out(),
-            "replica {} waited {} s at site {site:#x} for the other replicas",
-            self.rank,
-            PATIENCE.as_secs()
-        );
-        round
+            .wait_timeout(round, limit)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0
+    }
+}
+
+/// A replica's thread that panics drops its handles while unwinding: the group fails, so its
+/// peers stop waiting for it.
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.shared.size > 1 {
+            let mut round = self.lock();
+            let reason = format!("replica {} panicked", self.rank);
+            self.fail_round(&mut round, reason);
+        }
     }
 }
 

@@ -39,6 +39,25 @@ impl StatsReducer {
         }
     }
 
+    /// Fails an in-process group, so the peers stop waiting for this replica (Burn's
+    /// collective has no such signal).
+    pub(crate) fn fail(&self, reason: &str) {
+        match self {
+            StatsReducer::Replicas(replica) => replica.fail(reason),
+            #[cfg(feature = "collective")]
+            StatsReducer::Collective(_) => {}
+        }
+    }
+
+    /// Why an in-process group failed, if it has.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match self {
+            StatsReducer::Replicas(replica) => replica.failure(),
+            #[cfg(feature = "collective")]
+            StatsReducer::Collective(_) => None,
+        }
+    }
+
     /// Whether the sum runs through this crate's own cross-replica op (which needs a kernel
     /// for the device), not Burn's collective.
     pub(crate) fn is_in_process(&self) -> bool {

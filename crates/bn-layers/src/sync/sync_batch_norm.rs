@@ -105,36 +105,38 @@ impl SyncBatchNorm {
     /// holds more than one. [`NormError::UnsupportedBackend`] when the statistics are summed
     /// across a [`ReplicaGroup`](super::ReplicaGroup) on a backend this build has no
     /// cross-replica sum for (see [`has_kernels`](crate::has_kernels); ndarray has one too).
+    /// An error raised before the first reduction fails the group, so the other replicas stop
+    /// waiting; [`NormError::ReplicaGroupFailed`] once the group has failed.
+    ///
+    /// # Panics
+    /// In a reduction, when the group fails while this replica takes part in it (a peer
+    /// panicked or failed, the replicas are out of step, or one waited past the group's
+    /// patience: [`ReplicaGroup::with_patience`](super::ReplicaGroup::with_patience)).
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let bn = &self.bn;
         let training = bn.training.trains_on(&input.device());
-        let batch_stats = training || bn.running.is_none();
-        if !batch_stats {
+        if !training {
+            // PyTorch synchronizes only in training; in evaluation each replica normalizes
+            // alone, with the running statistics or, without them, its own batch.
             return bn.try_forward(input);
         }
-        let reducer = &self.reducer;
+        if let Some(reason) = self.reducer.failure() {
+            return Err(NormError::ReplicaGroupFailed { reason });
+        }
+        let checked = self.check(&input);
+        if let Err(err) = &checked {
+            // This replica will not reach the reduction: its peers must not wait for it.
+            self.reducer.fail(&err.to_string());
+        }
+        let [n, c, s] = checked?;
         let full_shape = input.shape();
         let shape = input.dims().to_vec();
-        let [n, c, s] = bn.check_shape(&shape)?;
-        check_eps_for_batch_stats("SyncBatchNorm", bn.eps)?;
-        let device = input.device();
-        if reducer.is_in_process() && !crate::kernels::covers(&device) {
-            return Err(NormError::UnsupportedBackend {
-                layer: "SyncBatchNorm",
-                op: "the in-process cross-replica sum",
-                device: format!("{device:?}"),
-            });
-        }
+        let reducer = &self.reducer;
         let x = input.reshape([n, c, s]);
         let local_count = (n * s) as f64;
 
         // Pass 1: per-channel sums and the value count, summed over the group.
-        let dtype = x.dtype();
-        let zeros = || Tensor::<1>::zeros([c], &device).cast(dtype);
-        let sums = match n * s {
-            0 => zeros(),
-            _ => x.clone().sum_dims(&[0, 2]).reshape([c]),
-        };
+        let sums = x.clone().sum_dims(&[0, 2]).reshape([c]);
         let count = sums
             .clone()
             .narrow(0, 0, 1)
@@ -155,10 +157,7 @@ impl SyncBatchNorm {
 
         // Pass 2: per-channel sums of squared deviations from the global mean.
         let centered = x - mean.clone().reshape([1, c, 1]);
-        let squares = match n * s {
-            0 => zeros(),
-            _ => centered.clone().square().sum_dims(&[0, 2]).reshape([c]),
-        };
+        let squares = centered.clone().square().sum_dims(&[0, 2]).reshape([c]);
         let var = reducer
             .sum(squares, self.site * 2 + 1)
             .div_scalar(total as f64);
@@ -167,10 +166,23 @@ impl SyncBatchNorm {
         let gamma = bn.gamma.as_ref().map(|g| g.val());
         let beta = bn.beta.as_ref().map(|b| b.val());
         let output = scale_shift(x_hat, gamma, beta).reshape(full_shape);
-        if training {
-            bn.update_running_stats(mean.detach(), var.detach(), total);
-        }
+        bn.update_running_stats(mean.detach(), var.detach(), total);
         Ok(output)
+    }
+
+    /// The input's `[N, C, S]`, or the error this replica raises before its first reduction.
+    fn check<const D: usize>(&self, input: &Tensor<D>) -> Result<[usize; 3], NormError> {
+        let dims = self.bn.check_shape(&input.dims())?;
+        check_eps_for_batch_stats("SyncBatchNorm", self.bn.eps)?;
+        let device = input.device();
+        if self.reducer.is_in_process() && !crate::kernels::covers(&device) {
+            return Err(NormError::UnsupportedBackend {
+                layer: "SyncBatchNorm",
+                op: "the in-process cross-replica sum",
+                device: format!("{device:?}"),
+            });
+        }
+        Ok(dims)
     }
 
     /// Normalizes `input`, see [`try_forward`](Self::try_forward).
