@@ -3,13 +3,7 @@
 //! Every member calls [`Replica::all_reduce_sum`] with its vector; each call returns once all
 //! members have called, with the element-wise sum over members, added in rank order (so every
 //! member gets the same bits, run after run). Only these vectors cross replicas: per-channel
-//! statistics and their gradients, never activations.
-//!
-//! A group fails fast. A member that panics (its thread unwinding drops its handles), that
-//! fails before a reduction ([`Replica::fail`]), that reduces another site or length than its
-//! peers, or that waits longer than the group's patience marks the group failed, and every
-//! member waiting or arriving later panics at once with the first failure's reason. A failed
-//! group stays failed: build a new one to start again.
+//! statistics and their gradients, never activations. A group fails fast ([`ReplicaGroup`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,6 +14,12 @@ const PATIENCE: Duration = Duration::from_secs(600);
 
 /// The members of one synchronization group. Create it once with the number of replicas and
 /// hand [`member`](Self::member)`(rank)` to the replica of each rank.
+///
+/// A group fails fast. A member that panics (its thread unwinding drops its handles), that
+/// fails before a reduction ([`Replica::fail`]), that reduces another site or length than its
+/// peers, or that waits longer than the group's patience marks the group failed, and every
+/// member waiting or arriving later panics at once with the first failure's reason. A failed
+/// group stays failed: build a new one to start again.
 #[derive(Debug, Clone)]
 pub struct ReplicaGroup {
     shared: Arc<Shared>,
@@ -138,9 +138,9 @@ impl Replica {
     /// phase); members that disagree on it are out of step, which is a bug in the caller.
     ///
     /// # Panics
-    /// If the group has failed or fails while this member waits (see the
-    /// [module docs](self)): a peer panicked or failed, the members reduce different sites
-    /// or lengths, or a member waited longer than the group's patience.
+    /// If the group has failed or fails while this member waits (see [`ReplicaGroup`]): a
+    /// peer panicked or failed, the members reduce different sites or lengths, or a member
+    /// waited longer than the group's patience.
     pub fn all_reduce_sum(&self, site: u64, values: Vec<f64>) -> Vec<f64> {
         let shared = &*self.shared;
         if shared.size == 1 {
