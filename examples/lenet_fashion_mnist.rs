@@ -22,7 +22,7 @@ use bn_train::{
 use burn::tensor::Device;
 use burn_batchnorm::experiment::{announce_device, exit_code};
 use burn_batchnorm::{BackendKind, cli, run_on_cpu_pool};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 /// Train BN-LeNet on Fashion-MNIST.
 #[derive(Parser, Debug)]
@@ -36,15 +36,15 @@ struct Args {
     /// Learning rate.
     #[arg(long, default_value_t = 0.1, value_parser = cli::learning_rate, allow_negative_numbers = true)]
     lr: f64,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
-    optimizer: OptimizerArg,
+    /// Optimizer: sgd or adam.
+    #[arg(long, default_value_t = OptimizerKind::Sgd)]
+    optimizer: OptimizerKind,
     /// SGD momentum (0 = plain SGD, the reference recipe).
     #[arg(long, default_value_t = 0.9, value_parser = cli::momentum, allow_negative_numbers = true)]
     momentum: f64,
-    /// Learning-rate schedule: cosine annealing to 0, or constant (the reference recipe).
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
-    schedule: ScheduleArg,
+    /// Learning-rate schedule: cosine (annealing to 0) or constant (the reference recipe).
+    #[arg(long, default_value_t = LrSchedule::Cosine)]
+    schedule: LrSchedule,
     /// Normalization layer: batch, burn, group, layer or none (plain LeNet); `ours` is
     /// accepted for batch, its name before 0.2.
     #[arg(long, default_value_t = NormKind::Batch)]
@@ -78,18 +78,6 @@ struct Args {
     /// Backend; defaults to the one the cargo features select.
     #[arg(long, value_enum)]
     backend: Option<BackendKind>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ScheduleArg {
-    Constant,
-    Cosine,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum OptimizerArg {
-    Sgd,
-    Adam,
 }
 
 /// `--devices N [--sync-bn]`: the data-parallel loop of `bn_train::train_data_parallel`
@@ -181,15 +169,9 @@ fn run(args: Args) -> Result<(), String> {
         .with_epochs(args.epochs)
         .with_batch_size(args.batch_size)
         .with_lr(args.lr)
-        .with_optimizer(match args.optimizer {
-            OptimizerArg::Sgd => OptimizerKind::Sgd,
-            OptimizerArg::Adam => OptimizerKind::Adam,
-        })
+        .with_optimizer(args.optimizer)
         .with_momentum(args.momentum)
-        .with_schedule(match args.schedule {
-            ScheduleArg::Constant => LrSchedule::Constant,
-            ScheduleArg::Cosine => LrSchedule::Cosine,
-        })
+        .with_schedule(args.schedule)
         .with_norm(args.norm)
         .with_seed(args.seed)
         .with_limit_train(args.limit_train)

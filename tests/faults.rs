@@ -526,7 +526,7 @@ fn bad_flags_get_clap_errors_naming_the_flag() {
     std::fs::write(&file, b"").unwrap();
     let artifacts = temp_dir("flags-artifacts");
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["--batch-size", "0"],
             "invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 2",
@@ -550,6 +550,11 @@ fn bad_flags_get_clap_errors_naming_the_flag() {
         (
             &["--norm", "batchy"],
             "invalid value 'batchy' for '--norm <NORM>'",
+        ),
+        (
+            &["--optimizer", "rmsprop"],
+            "invalid value 'rmsprop' for '--optimizer <OPTIMIZER>': unknown optimizer 'rmsprop', \
+             expected one of: sgd, adam",
         ),
         (
             &["--data-dir", file],

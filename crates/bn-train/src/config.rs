@@ -30,6 +30,79 @@ pub enum LrSchedule {
     Cosine,
 }
 
+impl OptimizerKind {
+    /// Every optimizer, in the order above.
+    pub const ALL: [OptimizerKind; 2] = [OptimizerKind::Sgd, OptimizerKind::Adam];
+
+    /// The lower-case name command lines use (`sgd`, `adam`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+        }
+    }
+}
+
+impl LrSchedule {
+    /// Every schedule, in the order above.
+    pub const ALL: [LrSchedule; 2] = [LrSchedule::Constant, LrSchedule::Cosine];
+
+    /// The lower-case name command lines use (`constant`, `cosine`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Cosine => "cosine",
+        }
+    }
+}
+
+/// The one of `all` named `text`, or an error listing the names (`what`: "optimizer").
+fn by_name<T: Copy>(
+    what: &str,
+    text: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|&kind| name(kind) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|&kind| name(kind)).collect();
+            format!(
+                "unknown {what} '{text}', expected one of: {}",
+                names.join(", ")
+            )
+        })
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        by_name("optimizer", text, &Self::ALL, Self::name)
+    }
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        by_name("schedule", text, &Self::ALL, Self::name)
+    }
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The training recipe. Defaults: SGD with momentum 0.9, lr 0.1 annealed to 0 along a
 /// cosine, batch 128, 10 epochs. The reference recipe (`scripts/train_lenet.py`, D2L's) is `momentum = 0`, `schedule = Constant`.
 #[derive(Config, Debug)]
@@ -149,5 +222,28 @@ impl TrainConfig {
             return Err("--limit-train and --limit-test must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optimizers_and_schedules_parse_their_own_names() {
+        for kind in OptimizerKind::ALL {
+            assert_eq!(kind.to_string().parse(), Ok(kind));
+        }
+        for schedule in LrSchedule::ALL {
+            assert_eq!(schedule.to_string().parse(), Ok(schedule));
+        }
+        assert_eq!(
+            "rmsprop".parse::<OptimizerKind>(),
+            Err("unknown optimizer 'rmsprop', expected one of: sgd, adam".to_string())
+        );
+        assert_eq!(
+            "Cosine".parse::<LrSchedule>(),
+            Err("unknown schedule 'Cosine', expected one of: constant, cosine".to_string())
+        );
     }
 }
