@@ -1,5 +1,8 @@
 //! Fashion-MNIST data, training on burn-train's `Learner`, and the artifacts of a run:
 //! `config.json`, checkpoints, `metrics.csv`, `curves.svg` and `report.json`.
+//!
+//! Features, both on by default: `plots` (the SVG plots, `curves.svg` among the artifacts)
+//! and `tui` (burn-train's terminal dashboard on a terminal; plain progress lines without it).
 
 mod checkpoint;
 mod classifier;
@@ -8,6 +11,7 @@ pub mod data;
 mod divergence;
 mod evaluate;
 mod parallel;
+#[cfg(feature = "plots")]
 mod plot;
 mod progress;
 mod report;
@@ -19,6 +23,7 @@ pub use config::{LrSchedule, OptimizerKind, TrainConfig};
 pub use divergence::{Divergence, DivergenceGuard};
 pub use evaluate::{Evaluation, evaluate};
 pub use parallel::{ParallelOutcome, Parallelism, train_data_parallel};
+#[cfg(feature = "plots")]
 pub use plot::{Line, Panel, draw_curves, draw_panels};
 pub use progress::PlainProgress;
 pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};

@@ -42,7 +42,7 @@ pub enum TrainError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Drawing `curves.svg` failed.
+    /// Drawing `curves.svg` failed (with the `plots` feature).
     #[error("drawing curves.svg: {0}")]
     Plot(String),
     /// Collecting the metrics burn-train logged failed.
@@ -95,7 +95,7 @@ pub struct TrainOutcome<M: Module + ModuleDisplay> {
 /// Trains `model` on `data.train`, evaluating on `data.test` in evaluation mode after every
 /// epoch, and
 /// writes the artifacts to `artifacts`: `config.json`, `checkpoint/`, `metrics.csv`,
-/// `curves.svg` and `report.json`.
+/// `curves.svg` (with the `plots` feature) and `report.json`.
 ///
 /// With `resume`, training continues from the last checkpoint in `artifacts`; the recipe must
 /// be the one saved there (only `epochs` may grow). The batch order depends only on the seed
@@ -182,8 +182,9 @@ where
     if config.grad_accumulation > 1 {
         training = training.grads_accumulation(config.grad_accumulation);
     }
-    // burn-train draws its TUI on a terminal; elsewhere (CI, logs) print plain lines.
-    if !std::io::stdout().is_terminal() {
+    // burn-train draws its TUI on a terminal; elsewhere (CI, logs), or without the `tui`
+    // feature, print plain lines.
+    if !cfg!(feature = "tui") || !std::io::stdout().is_terminal() {
         training = training.renderer(Box::new(PlainProgress::new()));
     }
     let started = Instant::now();
@@ -202,6 +203,7 @@ where
 
     let epochs = collect_epochs(artifacts)?;
     write_metrics_csv(&artifacts.join("metrics.csv"), &epochs).map_err(io(artifacts))?;
+    #[cfg(feature = "plots")]
     crate::plot::draw_curves(&artifacts.join("curves.svg"), model_name, &epochs)
         .map_err(|err| TrainError::Plot(err.to_string()))?;
 
