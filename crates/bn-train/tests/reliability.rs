@@ -1,6 +1,6 @@
 //! The training pipeline under faults it must survive: a loss that turns NaN mid-run, long
 //! runs, and inputs at extreme scales. (Kills, corrupt files and bad flags are tested on the
-//! example binary, in the root package's `tests/faults.rs`.)
+//! example binary, in the root package's `tests/main_job_*.rs`.)
 
 use std::path::PathBuf;
 use std::sync::Arc;
