@@ -1,4 +1,4 @@
-//! Seed 000's walk-through of one BatchNorm layer: what it does to a batch, how training and
+//! A walk-through of one BatchNorm layer: what it does to a batch, how training and
 //! evaluation mode differ, which tensors it learns and which it only tracks, and that the
 //! textbook (composed) and fused compute paths agree.
 //!
@@ -15,7 +15,7 @@ use bn_train::{Line, Panel};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
+use burn_batchnorm::cli::{announce_device, exit_code, write_outputs};
 use clap::Parser;
 use serde_json::json;
 

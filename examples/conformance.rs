@@ -10,10 +10,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bn_conformance::{GoldenFile, RunOptions, run_file};
 use bn_layers::ComputePath;
 use burn::tensor::FloatDType;
 use burn_batchnorm::BackendKind;
-use burn_batchnorm::conformance::{GoldenFile, RunOptions, run_file};
 use clap::{Parser, ValueEnum};
 
 /// Check the normalization layers against PyTorch's golden vectors.

@@ -21,7 +21,7 @@ use bn_models::{
 use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
 use burn::tensor::{Device, Distribution, Tensor};
-use burn_batchnorm::experiment::{announce_device, exit_code, write_json};
+use burn_batchnorm::cli::{announce_device, exit_code, write_json};
 use burn_batchnorm::{BackendKind, cli};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
@@ -57,7 +57,7 @@ enum ModelArg {
     /// The reference PyTorch `BNLeNet` (keys `net.0.weight` ... `net.15.bias`).
     #[value(name = "bn_lenet")]
     BnLenet,
-    /// The seed's `MLPWithBN` (keys `fc1`, `bn1`, `fc2`, `bn2`, `fc3`).
+    /// The classic `MLPWithBN` of `scripts/gen_interop.py` (keys `fc1`, `bn1`, `fc2`, `bn2`, `fc3`).
     #[value(name = "mlp_with_bn")]
     MlpWithBn,
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig};
-use burn_batchnorm::experiment::{announce_device, exit_code, train_run, write_outputs};
+use burn_batchnorm::cli::{announce_device, exit_code, train_run, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
 use serde_json::json;

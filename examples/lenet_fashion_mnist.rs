@@ -20,7 +20,7 @@ use bn_train::{
     metrics_table, train, train_data_parallel, write_metrics_csv,
 };
 use burn::tensor::Device;
-use burn_batchnorm::experiment::{announce_device, exit_code};
+use burn_batchnorm::cli::{announce_device, exit_code};
 use burn_batchnorm::{BackendKind, cli, run_on_cpu_pool};
 use clap::Parser;
 
@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = OptimizerKind::Sgd)]
     optimizer: OptimizerKind,
     /// SGD momentum (0 = plain SGD, the reference recipe).
-    #[arg(long, default_value_t = 0.9, value_parser = cli::momentum, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.9, value_parser = cli::unit_interval, allow_negative_numbers = true)]
     momentum: f64,
     /// Learning-rate schedule: cosine (annealing to 0) or constant (the reference recipe).
     #[arg(long, default_value_t = LrSchedule::Cosine)]

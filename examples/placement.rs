@@ -1,4 +1,4 @@
-//! Seed 001's practical questions about where BatchNorm goes, on the seed's MLP
+//! Practical questions about where BatchNorm goes, on the classic `MLPWithBN`
 //! (784-256-256-10) and Fashion-MNIST: before or after the ReLU, with or without dropout, and
 //! whether the linear layer before BN needs its bias (BN subtracts the mean right after, so
 //! the bias should be dead weight). Each variant is trained with several seeds so "equal
@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use bn_models::{MlpWithBnConfig, NormKind, trainable_params};
 use bn_train::data::{TrainTest, locate};
 use bn_train::{Line, LrSchedule, Panel, TrainConfig};
-use burn_batchnorm::experiment::{announce_device, exit_code, train_run, write_outputs};
+use burn_batchnorm::cli::{announce_device, exit_code, train_run, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
 use serde_json::json;
@@ -25,10 +25,10 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 struct Args {
     /// Seeds per variant (0, 1, ...).
-    #[arg(long, default_value_t = 5)]
-    seeds: u64,
+    #[arg(long, default_value_t = 5, value_parser = cli::at_least_one)]
+    seeds: usize,
     /// Epochs per run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = cli::at_least_one)]
     epochs: usize,
     /// Train on the first N training images (all 60,000 by default).
     #[arg(long, default_value_t = 60_000)]
@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     limit_test: usize,
     /// Dropout probability of the dropout variants.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = cli::unit_interval)]
     dropout: f64,
     /// Folder with the Fashion-MNIST IDX files.
     #[arg(long, value_parser = cli::existing_dir)]
@@ -94,12 +94,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if args.seeds == 0 {
-        return Err("--seeds must be at least 1".into());
-    }
-    if !(0.0..1.0).contains(&args.dropout) {
-        return Err(format!("--dropout must be in [0, 1), got {}", args.dropout));
-    }
     let device = announce_device(args.backend)?.autodiff();
     let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
     let data = TrainTest::load(&dir).map_err(|e| e.to_string())?;
@@ -110,7 +104,7 @@ fn run(args: Args) -> Result<(), String> {
     for (v, variant) in variants.iter().enumerate() {
         let mut per_seed = Vec::new();
         let mut params = 0;
-        for seed in 0..args.seeds {
+        for seed in 0..args.seeds as u64 {
             let config = TrainConfig::new()
                 .with_epochs(args.epochs)
                 .with_lr(0.1)

@@ -21,7 +21,7 @@ use bn_train::{Line, LrSchedule, Panel, TrainConfig, TrainOutcome, evaluate};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::tensor::Device;
-use burn_batchnorm::experiment::{announce_device, exit_code, train_run, write_outputs};
+use burn_batchnorm::cli::{announce_device, exit_code, train_run, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
 use serde_json::json;
@@ -193,7 +193,7 @@ fn label(norm: NormKind) -> &'static str {
         NormKind::Batch => "BatchNorm",
         NormKind::Group => "GroupNorm",
         NormKind::Layer => "LayerNorm",
-        NormKind::Burn => "Burn's BatchNorm",
+        NormKind::BurnBatch => "Burn's BatchNorm",
         NormKind::None => "no normalization",
     }
 }
@@ -245,7 +245,7 @@ impl Runner<'_> {
         })
     }
 
-    /// Seed 001's mistake 1: test batches of the training size through a model left in
+    /// The classic mistake: test batches of the training size through a model left in
     /// training mode, so each batch is normalized with its own statistics.
     fn train_mode_accuracy(&self, model: BnLeNet, batch: usize) -> f64 {
         let device = self.device.clone().inner();

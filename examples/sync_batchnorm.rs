@@ -1,4 +1,4 @@
-//! Seed 001's claim, measured: with data parallelism each replica sees a small slice of the
+//! A common claim, measured: with data parallelism each replica sees a small slice of the
 //! batch, plain BatchNorm normalizes with those noisy per-slice statistics, and SyncBatchNorm
 //! fixes it by normalizing with the statistics of the whole batch.
 //!
@@ -19,7 +19,7 @@ use bn_train::data::{TrainTest, locate};
 use bn_train::{
     Line, LrSchedule, Panel, ParallelOutcome, Parallelism, TrainConfig, train_data_parallel,
 };
-use burn_batchnorm::experiment::{announce_device, exit_code, write_outputs};
+use burn_batchnorm::cli::{announce_device, exit_code, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
 use serde_json::json;

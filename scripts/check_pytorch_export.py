@@ -29,7 +29,7 @@ INTEROP = os.path.join(ROOT, "tests", "data", "interop")
 DATA = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 
 
-class BNLeNet(nn.Module):  # seed 003
+class BNLeNet(nn.Module):  # D2L's BN-LeNet
     def __init__(self):
         super().__init__()
         self.net = nn.Sequential(
@@ -42,7 +42,7 @@ class BNLeNet(nn.Module):  # seed 003
         return self.net(x)
 
 
-class MLPWithBN(nn.Module):  # seed 000
+class MLPWithBN(nn.Module):  # the classic 784-256-256-10 MLP with BatchNorm
     def __init__(self):
         super().__init__()
         self.fc1, self.bn1 = nn.Linear(784, 256), nn.BatchNorm1d(256)

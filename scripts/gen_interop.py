@@ -4,7 +4,8 @@ Writes into OUT (default tests/data/interop): for each model a state_dict as .pt
 .safetensors, and expected.json with eval-mode logits for the first 16 test images and the
 eval-mode accuracy on all 10,000 test images. The models are the reference PyTorch classes
 (the same definitions as scripts/train_lenet.py's):
-BNLeNet (seed 003, `self.net = nn.Sequential(...)`) and MLPWithBN (seed 000, fc1/bn1/fc2/bn2/fc3).
+BNLeNet (D2L's BN-LeNet, `self.net = nn.Sequential(...)`) and MLPWithBN (the classic
+784-256-256-10 MLP with BatchNorm, fc1/bn1/fc2/bn2/fc3).
 Run: <python with torch, numpy, safetensors> scripts/gen_interop.py [OUT] [SEED] [EPOCHS]
 """
 import gzip, json, os, sys
@@ -32,7 +33,7 @@ def load(split):
     return x.unsqueeze(1).contiguous(), torch.from_numpy(y)
 
 
-class BNLeNet(nn.Module):  # seed 003, built-in BN variant
+class BNLeNet(nn.Module):  # D2L's BN-LeNet, built-in BN variant
     def __init__(self, num_classes=10):
         super().__init__()
         self.net = nn.Sequential(
@@ -45,7 +46,7 @@ class BNLeNet(nn.Module):  # seed 003, built-in BN variant
         return self.net(x)
 
 
-class MLPWithBN(nn.Module):  # seed 000
+class MLPWithBN(nn.Module):  # the classic 784-256-256-10 MLP with BatchNorm
     def __init__(self, input_size=784, hidden_size=256, output_size=10):
         super().__init__()
         self.fc1 = nn.Linear(input_size, hidden_size)

@@ -3,16 +3,14 @@
 //!
 //! The layers live in [`bn_layers`], the models in [`bn_models`], training in [`bn_train`].
 //! This root package chooses the backend from its cargo features ([`select_device`]) and
-//! holds the PyTorch conformance runner ([`conformance`]) used by the `conformance` example
-//! and the integration tests.
+//! holds what its examples share ([`cli`]). The PyTorch conformance runner behind the
+//! `conformance` example and tests is the workspace's `bn-conformance` crate.
 
 #[cfg(not(any(feature = "flex", feature = "ndarray", feature = "wgpu")))]
 compile_error!("enable at least one backend feature: flex (default), ndarray or wgpu");
 
 mod backend;
 pub mod cli;
-pub mod conformance;
-pub mod experiment;
 
 pub use backend::{BackendKind, run_on_cpu_pool, select_device};
 

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use bn_conformance::{GoldenFile, RunOptions, run_file};
 use bn_layers::ComputePath;
 use burn::tensor::Device;
-use burn_batchnorm::conformance::{GoldenFile, RunOptions, run_file};
 
 /// The precision a device computes in, and what the runner allows for it.
 #[derive(Debug, Clone, Copy)]

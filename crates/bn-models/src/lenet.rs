@@ -74,7 +74,8 @@ impl BnLeNet {
     /// [`synchronized`](Self::synchronized)).
     ///
     /// # Panics
-    /// If `self` is already synchronized.
+    /// If `self` is already synchronized, or holds a [`Norm::Instance`] that no [`NormKind`]
+    /// builds.
     pub fn replica(&self, sync: Option<&Replica>) -> Self {
         let device = self.conv1.weight.val().device();
         let copy = BnLeNetConfig::new()

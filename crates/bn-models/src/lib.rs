@@ -73,7 +73,7 @@ mod tests {
         let with_bn = BnLeNetConfig::new().init(&device());
         assert_eq!(trainable_params(&with_bn), 44_878);
         let burn_bn = BnLeNetConfig::new()
-            .with_norm(NormKind::Burn)
+            .with_norm(NormKind::BurnBatch)
             .init(&device());
         assert_eq!(trainable_params(&burn_bn), 44_878);
         let plain = BnLeNetConfig::new()

@@ -23,7 +23,7 @@ pub struct MlpWithBnConfig {
     /// so the bias is redundant there; `false` drops its 512 parameters. Default: `true`.
     #[config(default = true)]
     pub hidden_bias: bool,
-    /// Normalize after the ReLU instead of before it (the seed's layout is before).
+    /// Normalize after the ReLU instead of before it (`MLPWithBN`'s layout is before).
     /// Default: `false`.
     #[config(default = false)]
     pub norm_after_activation: bool,
@@ -120,7 +120,7 @@ impl FoldBatchNorm for MlpWithBn {
     }
 }
 
-/// The seed's `MLPWithBN`: `fc1`, `bn1`, `fc2`, `bn2`, `fc3`.
+/// PyTorch's classic `MLPWithBN` (`scripts/gen_interop.py`): `fc1`, `bn1`, `fc2`, `bn2`, `fc3`.
 impl PytorchStateDict for MlpWithBn {
     const CLASS: &'static str = "MLPWithBN";
     const LAYERS: &'static [(&'static str, &'static str, LayerKind)] = &[

@@ -1,8 +1,8 @@
 //! The normalization layer a model uses, chosen at construction.
 
 use bn_layers::{
-    Activation, BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig,
-    Replica, SyncBatchNorm,
+    Activation, BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, InstanceNorm, LayerNorm,
+    LayerNormConfig, NormError, Replica, SyncBatchNorm,
 };
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -16,8 +16,10 @@ pub enum NormKind {
     #[default]
     #[serde(alias = "Ours")]
     Batch,
-    /// Burn's built-in `burn::nn::BatchNorm` (biased running variance).
-    Burn,
+    /// Burn's built-in `burn::nn::BatchNorm` (biased running variance). Named `Burn` before
+    /// 0.2, which saved configs may still say.
+    #[serde(alias = "Burn")]
+    BurnBatch,
     /// [`GroupNorm`] with a few channels per group (see [`NormKind::groups_for`]).
     Group,
     /// [`LayerNorm`] over each sample's features (`[C, H, W]` after a convolution).
@@ -30,7 +32,7 @@ impl NormKind {
     /// Every kind, in the order above.
     pub const ALL: [NormKind; 5] = [
         NormKind::Batch,
-        NormKind::Burn,
+        NormKind::BurnBatch,
         NormKind::Group,
         NormKind::Layer,
         NormKind::None,
@@ -40,7 +42,7 @@ impl NormKind {
     pub fn name(self) -> &'static str {
         match self {
             NormKind::Batch => "batch",
-            NormKind::Burn => "burn",
+            NormKind::BurnBatch => "burn",
             NormKind::Group => "group",
             NormKind::Layer => "layer",
             NormKind::None => "none",
@@ -62,7 +64,9 @@ impl NormKind {
         features.extend_from_slice(spatial);
         let layer = match self {
             NormKind::Batch => Norm::Batch(BatchNormConfig::new(channels).init(device)),
-            NormKind::Burn => Norm::Burn(burn::nn::BatchNormConfig::new(channels).init(device)),
+            NormKind::BurnBatch => {
+                Norm::Burn(burn::nn::BatchNormConfig::new(channels).init(device))
+            }
             NormKind::Group => {
                 Norm::Group(GroupNormConfig::new(Self::groups_for(channels), channels).init(device))
             }
@@ -96,7 +100,13 @@ impl std::str::FromStr for NormKind {
     }
 }
 
-/// A normalization layer of any [`NormKind`] but `None`.
+/// Any normalization layer of this workspace, or Burn's built-in BatchNorm: what the models
+/// hold after their convolutions and hidden linear layers, and what the PyTorch conformance
+/// runner builds from a golden case.
+///
+/// [`NormKind`] builds the first four; [`Norm::Sync`] is a [`Norm::Batch`] made a replica
+/// by data-parallel training, and [`Norm::Instance`] is for a user's own networks (after a
+/// linear layer it would normalize each single value to zero, so no `NormKind` builds it).
 #[derive(Module, Debug)]
 pub enum Norm {
     /// PyTorch-exact batch normalization.
@@ -109,10 +119,15 @@ pub enum Norm {
     Layer(LayerNorm),
     /// [`Norm::Batch`] synchronized across data-parallel replicas (what data-parallel training builds per replica).
     Sync(SyncBatchNorm),
+    /// Instance normalization.
+    Instance(InstanceNorm),
 }
 
 impl Norm {
     /// Normalizes `[N, C, ...]` features.
+    ///
+    /// # Panics
+    /// Where [`Norm::try_forward`] returns an error.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Norm::Batch(layer) => layer.forward(x),
@@ -120,6 +135,23 @@ impl Norm {
             Norm::Group(layer) => layer.forward(x),
             Norm::Layer(layer) => layer.forward(x),
             Norm::Sync(layer) => layer.forward(x),
+            Norm::Instance(layer) => layer.forward(x),
+        }
+    }
+
+    /// Normalizes `[N, C, ...]` features, or says why the input does not fit the layer.
+    ///
+    /// # Errors
+    /// The layer's [`NormError`] (wrong rank or channel count, a batch too small for batch
+    /// statistics, a failed replica group). Burn's BatchNorm checks nothing and never errs.
+    pub fn try_forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        match self {
+            Norm::Batch(layer) => layer.try_forward(x),
+            Norm::Burn(layer) => Ok(layer.forward(x)),
+            Norm::Group(layer) => layer.try_forward(x),
+            Norm::Layer(layer) => layer.try_forward(x),
+            Norm::Sync(layer) => layer.try_forward(x),
+            Norm::Instance(layer) => layer.try_forward(x),
         }
     }
 
@@ -144,6 +176,7 @@ impl Norm {
             Norm::Group(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
             Norm::Layer(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
             Norm::Sync(l) => Some((l.bn.gamma.as_ref()?.val(), l.bn.beta.as_ref()?.val())),
+            Norm::Instance(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
         }
     }
 }
@@ -151,15 +184,16 @@ impl Norm {
 /// The kind that builds `norm`.
 ///
 /// # Panics
-/// On a synchronized layer, which no [`NormKind`] builds.
+/// On a synchronized or an instance normalization layer, which no [`NormKind`] builds.
 pub(crate) fn norm_kind(norm: &Option<Norm>) -> NormKind {
     match norm {
         None => NormKind::None,
         Some(Norm::Batch(_)) => NormKind::Batch,
-        Some(Norm::Burn(_)) => NormKind::Burn,
+        Some(Norm::Burn(_)) => NormKind::BurnBatch,
         Some(Norm::Group(_)) => NormKind::Group,
         Some(Norm::Layer(_)) => NormKind::Layer,
         Some(Norm::Sync(_)) => panic!("a synchronized network is already a replica"),
+        Some(Norm::Instance(_)) => panic!("no NormKind builds InstanceNorm"),
     }
 }
 

@@ -3,12 +3,12 @@
 
 use bn_models::{ImageClassifier, Norm};
 use burn::module::{Module, ModuleDisplay};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Tensor;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 use crate::data::ImageBatch;
 use crate::divergence::DivergenceGuard;
+use crate::loss::cross_entropy;
 
 /// Wraps any [`ImageClassifier`] so burn-train can train it.
 #[derive(Module, Debug)]
@@ -38,9 +38,7 @@ impl<M: Module + ModuleDisplay + ImageClassifier> Classifier<M> {
     /// Logits and mean cross-entropy loss for a batch.
     pub fn forward_classification(&self, batch: ImageBatch) -> ClassificationOutput {
         let logits = self.model.classify(batch.images);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), batch.targets.clone());
+        let loss = cross_entropy(logits.clone(), batch.targets.clone());
         ClassificationOutput::new(loss, logits, batch.targets)
     }
 

@@ -10,6 +10,7 @@ use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::data::TrainTest;
+use crate::rules;
 
 /// The optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,30 +197,23 @@ impl TrainConfig {
     /// # Errors
     /// A message naming the bad value.
     pub fn validate(&self) -> Result<(), String> {
-        if self.epochs == 0 {
-            return Err("--epochs must be at least 1".into());
-        }
-        if self.batch_size < 2 {
-            return Err(format!(
-                "--batch-size must be at least 2 (batch normalization needs more than one \
-                 sample per batch), got {}",
-                self.batch_size
-            ));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("--lr must be positive and finite, got {}", self.lr));
-        }
-        if self.grad_accumulation == 0 {
-            return Err("--grad-accumulation must be at least 1".into());
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(format!(
-                "--momentum must be in [0, 1), got {}",
-                self.momentum
-            ));
-        }
-        if self.limit_train == Some(0) || self.limit_test == Some(0) {
-            return Err("--limit-train and --limit-test must be at least 1".into());
+        let flag = |name: &str, value: &dyn std::fmt::Display, why: &str| {
+            format!("--{name} {why}, got {value}")
+        };
+        rules::at_least_one(self.epochs).map_err(|why| flag("epochs", &self.epochs, why))?;
+        rules::batch_size(self.batch_size)
+            .map_err(|why| flag("batch-size", &self.batch_size, why))?;
+        rules::learning_rate(self.lr).map_err(|why| flag("lr", &self.lr, why))?;
+        rules::at_least_one(self.grad_accumulation)
+            .map_err(|why| flag("grad-accumulation", &self.grad_accumulation, why))?;
+        rules::unit_interval(self.momentum).map_err(|why| flag("momentum", &self.momentum, why))?;
+        for (name, limit) in [
+            ("limit-train", self.limit_train),
+            ("limit-test", self.limit_test),
+        ] {
+            if let Some(limit) = limit {
+                rules::at_least_one(limit).map_err(|why| flag(name, &limit, why))?;
+            }
         }
         Ok(())
     }
@@ -245,5 +239,15 @@ mod tests {
             "Cosine".parse::<LrSchedule>(),
             Err("unknown schedule 'Cosine', expected one of: constant, cosine".to_string())
         );
+    }
+
+    #[test]
+    fn configs_saved_before_0_2_still_name_their_norm() {
+        // 0.1 wrote `"norm": "Ours"` and `"norm": "Burn"` into config.json.
+        let read = |name: &str| serde_json::from_str::<NormKind>(&format!("\"{name}\""));
+        assert_eq!(read("Ours").unwrap(), NormKind::Batch);
+        assert_eq!(read("Burn").unwrap(), NormKind::BurnBatch);
+        assert_eq!(read("BurnBatch").unwrap(), NormKind::BurnBatch);
+        assert!(read("Instance").is_err());
     }
 }

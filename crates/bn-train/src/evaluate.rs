@@ -4,10 +4,10 @@
 use bn_models::ImageClassifier;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Tensor};
 
 use crate::data::{FashionMnist, ImageBatcher};
+use crate::loss::{correct_predictions, cross_entropy};
 
 /// What a classifier did on a split.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,9 +61,7 @@ pub fn evaluate<M: ImageClassifier>(
             .collect();
         let batch = ImageBatcher.batch(items, device);
         let logits = model.classify(batch.images);
-        let loss = CrossEntropyLossConfig::new()
-            .init(device)
-            .forward(logits.clone(), batch.targets.clone());
+        let loss = cross_entropy(logits.clone(), batch.targets.clone());
         evaluation.loss_sum += loss.into_scalar::<f64>() * chunk.len() as f64;
         evaluation.correct += correct_predictions(logits.clone(), batch.targets);
         evaluation.total += chunk.len();
@@ -73,11 +71,6 @@ pub fn evaluate<M: ImageClassifier>(
         }
     }
     evaluation
-}
-
-fn correct_predictions(logits: Tensor<2>, targets: Tensor<1, burn::tensor::Int>) -> usize {
-    let predicted = logits.argmax(1).squeeze_dim::<1>(1);
-    predicted.equal(targets).int().sum().into_scalar::<i64>() as usize
 }
 
 /// The first `n` rows of `logits` as f32 vectors.

@@ -10,11 +10,13 @@ mod config;
 pub mod data;
 mod divergence;
 mod evaluate;
+mod loss;
 mod parallel;
 #[cfg(feature = "plots")]
 mod plot;
 mod progress;
 mod report;
+pub mod rules;
 mod train;
 
 pub use checkpoint::{AtomicCheckpointer, PAUSE_ENV, check_checkpoint, last_checkpoint};
@@ -22,6 +24,7 @@ pub use classifier::Classifier;
 pub use config::{LrSchedule, OptimizerKind, TrainConfig};
 pub use divergence::{Divergence, DivergenceGuard};
 pub use evaluate::{Evaluation, evaluate};
+pub use loss::{correct_predictions, cross_entropy};
 pub use parallel::{ParallelOutcome, Parallelism, train_data_parallel};
 #[cfg(feature = "plots")]
 pub use plot::{Line, Panel, draw_curves, draw_panels};

@@ -20,13 +20,13 @@ use bn_models::ImageClassifier;
 use burn::data::dataloader::DataLoader;
 use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleDisplay};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 
 use crate::config::TrainConfig;
 use crate::data::{EpochLoader, ImageBatch, ImageBatcher, TrainTest};
 use crate::evaluate::evaluate;
+use crate::loss::{correct_predictions, cross_entropy};
 use crate::report::EpochMetrics;
 use crate::train::TrainError;
 
@@ -127,7 +127,7 @@ where
         let started = Instant::now();
         for batch in loader.iter() {
             let batch = batch.map_err(|err| TrainError::Interrupted(err.to_string()))?;
-            let step = parallel_step(&replicas, batch, device);
+            let step = parallel_step(&replicas, batch);
             loss_sum += step.loss * config.batch_size as f64;
             correct += step.correct;
             step_losses.push(step.loss);
@@ -187,7 +187,7 @@ struct Step {
 
 /// Forward and backward of every replica on its slice of `batch`, in parallel threads; the
 /// gradients summed over replicas.
-fn parallel_step<M>(replicas: &[M], batch: ImageBatch, device: &Device) -> Step
+fn parallel_step<M>(replicas: &[M], batch: ImageBatch) -> Step
 where
     M: Module + ImageClassifier + Send + Sync,
 {
@@ -208,17 +208,14 @@ where
                 let targets = batch.targets.clone().narrow(0, start, len);
                 scope.spawn(move || {
                     let logits = replica.classify(images);
-                    let loss = CrossEntropyLossConfig::new()
-                        .init(device)
-                        .forward(logits.clone(), targets.clone());
-                    let predicted = logits.argmax(1).squeeze_dim::<1>(1);
-                    let correct = predicted.equal(targets).int().sum().into_scalar::<i64>();
+                    let loss = cross_entropy(logits.clone(), targets.clone());
+                    let correct = correct_predictions(logits, targets);
                     // Scaled by the slice's share: the summed gradients are the batch mean's.
                     let share = len as f64 / total as f64;
                     let loss_value = loss.clone().into_scalar::<f64>();
                     let grads = loss.mul_scalar(share).backward();
                     let grads = GradientsParams::from_grads(grads, replica);
-                    (grads, loss_value * share, correct as usize)
+                    (grads, loss_value * share, correct)
                 })
             })
             .collect();

@@ -1,5 +1,6 @@
-//! Flag parsers shared by the examples: a bad value is refused by clap, before any work,
-//! with the flag's name, the value and what it must be (exit status 2).
+//! Flag parsers: a bad value is refused by clap, before any work, with the flag's name, the
+//! value and what it must be (exit status 2). The rules themselves are bn-train's
+//! ([`bn_train::rules`]), which `TrainConfig::validate` applies too.
 //!
 //! ```text
 //! error: invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 2 (batch
@@ -8,15 +9,14 @@
 
 use std::path::PathBuf;
 
+use bn_train::rules;
+
 /// A count of at least 1 (`--epochs`).
 ///
 /// # Errors
 /// When `value` is not a whole number of at least 1.
 pub fn at_least_one(value: &str) -> Result<usize, String> {
-    match whole_number(value)? {
-        0 => Err("must be at least 1".into()),
-        n => Ok(n),
-    }
+    Ok(rules::at_least_one(whole_number(value)?)?)
 }
 
 /// A training batch size: at least 2, since batch normalization needs more than one sample.
@@ -24,12 +24,7 @@ pub fn at_least_one(value: &str) -> Result<usize, String> {
 /// # Errors
 /// When `value` is not a whole number of at least 2.
 pub fn batch_size(value: &str) -> Result<usize, String> {
-    match whole_number(value)? {
-        0 | 1 => Err(
-            "must be at least 2 (batch normalization needs more than one sample per batch)".into(),
-        ),
-        n => Ok(n),
-    }
+    Ok(rules::batch_size(whole_number(value)?)?)
 }
 
 /// A learning rate: a positive, finite number.
@@ -37,29 +32,21 @@ pub fn batch_size(value: &str) -> Result<usize, String> {
 /// # Errors
 /// When `value` is not a number, or is zero, negative, NaN or infinite.
 pub fn learning_rate(value: &str) -> Result<f64, String> {
-    let lr: f64 = value
+    let lr = value
         .parse()
         .map_err(|_| "must be a number such as 0.1 or 1e-3".to_string())?;
-    if lr.is_finite() && lr > 0.0 {
-        Ok(lr)
-    } else {
-        Err("must be positive and finite".into())
-    }
+    Ok(rules::learning_rate(lr)?)
 }
 
-/// SGD momentum, in `[0, 1)`.
+/// A rate in `[0, 1)`: SGD momentum (`--momentum`), a dropout probability (`--dropout`).
 ///
 /// # Errors
 /// When `value` is not a number in `[0, 1)`.
-pub fn momentum(value: &str) -> Result<f64, String> {
-    let momentum: f64 = value
+pub fn unit_interval(value: &str) -> Result<f64, String> {
+    let rate = value
         .parse()
         .map_err(|_| "must be a number in [0, 1)".to_string())?;
-    if (0.0..1.0).contains(&momentum) {
-        Ok(momentum)
-    } else {
-        Err("must be in [0, 1)".into())
-    }
+    Ok(rules::unit_interval(rate)?)
 }
 
 /// An existing directory (`--data-dir`).
@@ -102,8 +89,8 @@ mod tests {
             );
         }
         assert!(learning_rate("fast").unwrap_err().contains("a number"));
-        assert_eq!(momentum("0"), Ok(0.0));
-        assert!(momentum("1").is_err() && momentum("-0.5").is_err());
+        assert_eq!(unit_interval("0"), Ok(0.0));
+        assert!(unit_interval("1").is_err() && unit_interval("-0.5").is_err());
         let file = std::env::current_exe().unwrap();
         let file = file.to_str().unwrap();
         assert_eq!(existing_dir(file), Err("is a file, not a directory".into()));

@@ -1,5 +1,6 @@
-//! What every example does around its work: pick and announce the device, write its figure
-//! and numbers to its artifact directory, and exit with a clear error.
+//! What every example does around its work: announce the device, run an experiment's
+//! training runs, write its figure and numbers to its artifact directory, and exit with a
+//! clear error.
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! Runs PyTorch golden cases (the format of `scripts/gen_golden.py`) through the
-//! layers of `bn-layers` and compares every output, gradient and running statistic.
+//! layers of `bn-layers` and compares every output, gradient and running statistic: the
+//! runner behind the root package's `conformance` example and conformance tests.
 //!
 //! Each case builds a layer from PyTorch's class name and keyword arguments, loads its
 //! parameters and initial running statistics, then runs the steps in order in train or eval
@@ -8,13 +9,13 @@
 //! afterwards, or must fail with the named [`NormError`] kind. Nothing
 //! here looks at case names.
 
+pub mod build;
 mod golden;
-mod layer;
 
 pub use golden::{Case, GoldenFile, Mode, Step, StepResults, TensorValue};
-pub use layer::AnyLayer;
 
-use bn_layers::{ComputePath, NormError};
+use bn_layers::{ComputePath, NormError, set_training};
+use bn_models::Norm;
 use burn::tensor::{Device, Tensor, TensorData};
 
 /// How to run a golden file.
@@ -114,18 +115,18 @@ fn check_case(
     notes: &mut Vec<String>,
 ) -> Result<Vec<String>, String> {
     let device = options.device.clone().autodiff();
-    let built = AnyLayer::build(case, options.path, &device)?;
+    let built = build::build(case, options.path, &device)?;
     let mut layer = match (built, &case.init_error) {
         (Err(err), Some(kind)) if err.kind() == kind => return Ok(Vec::new()),
         (Err(err), _) => return Err(format!("init failed: {err} ({})", err.kind())),
         (Ok(_), Some(kind)) => return Err(format!("init succeeded, expected {kind}")),
         (Ok(layer), None) => layer,
     };
-    layer.load_initial_state(case, &device)?;
+    build::load_initial_state(&mut layer, case, &device)?;
 
     let mut failures = Vec::new();
     for (index, step) in case.steps.iter().enumerate() {
-        layer = layer.set_training(step.mode == Mode::Train);
+        layer = set_training(layer, step.mode == Mode::Train);
         let at = |what: &str| format!("step {index} ({:?}) {what}", step.mode);
         let result = run_step(&layer, step, &device);
         match (result, &step.error) {
@@ -136,7 +137,7 @@ fn check_case(
             (Err(StepError::Case(problem)), _) => return Err(at(&problem)),
             (Ok(_), Some(kind)) => failures.push(at(&format!("accepted, expected {kind}"))),
             (Ok(got), None) => {
-                let (gamma, beta) = layer.params();
+                let (gamma, beta) = build::params(&layer);
                 let pytorch_f32 = step
                     .float32
                     .as_ref()
@@ -160,7 +161,7 @@ fn check_case(
                     };
                     problem.map(|problem| at(&format!("{what}: {problem}")))
                 };
-                let (mean, var, count) = layer.running_state();
+                let (mean, var, count) = build::running_state(&layer);
                 let mean = mean.map(host);
                 let var = var.map(host);
                 let checks = [
@@ -198,7 +199,7 @@ struct StepOutputs {
     grad_bias: Option<Vec<f64>>,
 }
 
-fn run_step(layer: &AnyLayer, step: &Step, device: &Device) -> Result<StepOutputs, StepError> {
+fn run_step(layer: &Norm, step: &Step, device: &Device) -> Result<StepOutputs, StepError> {
     step.input.validate("input").map_err(StepError::Case)?;
     match step.input.shape.len() {
         1 => run_ranked::<1>(layer, step, device),
@@ -214,7 +215,7 @@ fn run_step(layer: &AnyLayer, step: &Step, device: &Device) -> Result<StepOutput
 }
 
 fn run_ranked<const D: usize>(
-    layer: &AnyLayer,
+    layer: &Norm,
     step: &Step,
     device: &Device,
 ) -> Result<StepOutputs, StepError> {
@@ -237,7 +238,7 @@ fn run_ranked<const D: usize>(
         None => Tensor::ones(y.dims(), device),
     };
     let grads = (y.clone() * upstream).sum().backward();
-    let (gamma, beta) = layer.params();
+    let (gamma, beta) = build::params(layer);
     let numel = step.input.data.len();
     Ok(StepOutputs {
         output: host(y),
