@@ -6,11 +6,14 @@
 //!
 //! Prints the backend and device, one line per case, and `N passed, M failed`; exits with
 //! status 1 if any case failed.
+//!
+//! With `--holds-cases-of OTHER` it runs nothing and checks that the file holds every case
+//! of the golden file `OTHER` unchanged (CI: the project's file against the shared one).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bn_conformance::{GoldenFile, RunOptions, run_file};
+use bn_conformance::{GoldenFile, RunOptions, cases_missing, run_file};
 use bn_layers::ComputePath;
 use burn::tensor::FloatDType;
 use burn_batchnorm::BackendKind;
@@ -32,6 +35,9 @@ struct Args {
     /// BatchNorm/LayerNorm/GroupNorm/InstanceNorm compute path.
     #[arg(long, value_enum, default_value_t = PathArg::Fused)]
     path: PathArg,
+    /// Run nothing: check that the file holds every case of this golden file unchanged.
+    #[arg(long, value_name = "OTHER")]
+    holds_cases_of: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +54,9 @@ enum PathArg {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(other) = &args.holds_cases_of {
+        return holds_cases_of(&args.file, other);
+    }
     let backend = args.backend.unwrap_or_else(BackendKind::from_features);
     let mut device = match backend.device() {
         Ok(device) => device,
@@ -93,5 +102,28 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn holds_cases_of(file: &Path, other: &Path) -> ExitCode {
+    match cases_missing(file, other) {
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            ExitCode::from(2)
+        }
+        Ok(missing) if missing.is_empty() => {
+            println!("{} holds every case of {}", file.display(), other.display());
+            ExitCode::SUCCESS
+        }
+        Ok(missing) => {
+            println!(
+                "{} lacks or changed {} case(s) of {}: {}",
+                file.display(),
+                missing.len(),
+                other.display(),
+                missing.join(", ")
+            );
+            ExitCode::FAILURE
+        }
     }
 }

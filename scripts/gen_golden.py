@@ -28,12 +28,16 @@ JSON layout (see also the "format" field written into the file):
   ]
 }
 T = {"shape": [..], "data": [row-major (C order) flat list of float64]}
+JSON has no NaN or infinity: in T.data they are the strings "NaN", "Infinity" and
+"-Infinity" (the spellings of Python's json module and JavaScript's Number); every other
+value is a number.
 
 Gradients are of loss = sum(output * upstream) w.r.t. input, weight, bias, computed
 fresh at every step (not accumulated); parameters are NOT updated between steps.
 Running statistics carry over from one step to the next.
 """
 import json
+import math
 import os
 
 import torch
@@ -54,11 +58,21 @@ LAYERS = {
 }
 
 
+def value(v):
+    """A float as T.data stores it: a number, or "NaN" / "Infinity" / "-Infinity"."""
+    v = float(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
 def T(t):
     if t is None:
         return None
     t = t.detach().to(torch.float64).contiguous()
-    return {"shape": list(t.shape), "data": [float(v) for v in t.flatten().tolist()]}
+    return {"shape": list(t.shape), "data": [value(v) for v in t.flatten().tolist()]}
 
 
 def make_module(layer, config):
@@ -72,8 +86,12 @@ def make_module(layer, config):
 
 
 def build_case(name, layer, config, steps, seed, preset_running=False,
-               default_params=False, x_scale=2.0, x_shift=0.5):
-    """steps: list of (mode, shape)."""
+               default_params=False, x_scale=2.0, x_shift=0.5, poison=None, running=None):
+    """steps: list of (mode, shape).
+
+    poison: {step index: [(element index, value), ...]} written into that step's input
+    (NaN and infinities). running: (mean, var) lists to start the running statistics from.
+    """
     g = torch.Generator().manual_seed(seed)
     m = make_module(layer, config).double()
 
@@ -90,6 +108,9 @@ def build_case(name, layer, config, steps, seed, preset_running=False,
         if preset_running and rm is not None:
             rm.copy_(torch.randn(rm.shape, generator=g) * 0.5)
             rv.copy_(torch.rand(rv.shape, generator=g) * 1.5 + 0.5)
+        if running is not None:
+            rm.copy_(torch.tensor(running[0]))
+            rv.copy_(torch.tensor(running[1]))
 
     def buf(name_):
         b = getattr(m, name_, None)
@@ -117,6 +138,8 @@ def build_case(name, layer, config, steps, seed, preset_running=False,
         if len(shape) >= 2 and layer != "LayerNorm":
             off = torch.linspace(-1.0, 1.0, shape[1]).reshape([1, shape[1]] + [1] * (len(shape) - 2))
             x = x + off
+        for index, bad in (poison or {}).get(len(case["steps"]), []):
+            x[index] = bad
         x.requires_grad_(True)
         up = torch.randn(shape, generator=g)
         y = m(x)
@@ -293,6 +316,35 @@ def main():
     add(error_case("err_in2d_rank2", "InstanceNorm2d", in_cfg(3), "train", (4, 3), "InvalidRank"))
     add(error_case("err_in2d_affine_channels", "InstanceNorm2d", in_cfg(3, affine=True), "train", (2, 4, 3, 3), "ChannelMismatch"))
 
+    # ---------------- NaN and infinities (after every case of the shared file) ----------------
+    # PyTorch propagates them: a NaN or infinity in a channel's (row's, group's) input makes
+    # its statistics, its outputs and the running statistics they feed non-finite, and
+    # non-finite running statistics reach evaluation outputs. Nothing is cleaned.
+    nan, inf = float("nan"), float("inf")
+    add(build_case("nonfinite_bn2d_input_train_eval_train", "BatchNorm2d", bn_cfg(4),
+                   [("train", (2, 4, 3, 3)), ("eval", (2, 4, 3, 3)), ("train", (2, 4, 3, 3))], next(s),
+                   poison={0: [((0, 1, 1, 1), nan), ((1, 2, 0, 2), inf), ((0, 3, 2, 0), -inf)]}))
+    add(build_case("nonfinite_bn1d_running_stats_eval_train_eval", "BatchNorm1d", bn_cfg(4),
+                   [("eval", (5, 4)), ("train", (5, 4)), ("eval", (5, 4))], next(s),
+                   running=([0.1, nan, inf, -0.2], [1.2, 0.8, 1.0, inf])))
+    add(build_case("nonfinite_bn1d_no_running_stats_eval", "BatchNorm1d", bn_cfg(3, trs=False),
+                   [("eval", (4, 3))], next(s), poison={0: [((1, 0), nan), ((2, 2), -inf)]}))
+    add(build_case("nonfinite_bn3d_momentum_None_train", "BatchNorm3d", bn_cfg(2, momentum=None),
+                   [("train", (2, 2, 2, 2, 2)), ("train", (2, 2, 2, 2, 2))], next(s),
+                   poison={1: [((1, 0, 1, 0, 1), inf)]}))
+    add(build_case("nonfinite_in2d_affine_running_train_eval", "InstanceNorm2d",
+                   in_cfg(3, affine=True, trs=True), [("train", (2, 3, 3, 3)), ("eval", (2, 3, 3, 3))],
+                   next(s), poison={0: [((1, 0, 0, 0), nan), ((0, 2, 1, 1), inf)],
+                                    1: [((0, 1, 2, 2), -inf)]}))
+    add(build_case("nonfinite_in1d_running_stats_eval", "InstanceNorm1d", in_cfg(3, affine=True, trs=True),
+                   [("eval", (2, 3, 4))], next(s), running=([0.0, nan, 0.5], [1.0, 1.0, inf])))
+    add(build_case("nonfinite_ln_rows_train_eval", "LayerNorm", ln_cfg([5]),
+                   [("train", (4, 3, 5)), ("eval", (4, 3, 5))], next(s),
+                   poison={0: [((0, 1, 2), nan), ((2, 0, 4), inf), ((3, 2, 0), -inf)],
+                           1: [((1, 1, 1), inf)]}))
+    add(build_case("nonfinite_gn_groups", "GroupNorm", gn_cfg(2, 4), [("train", (3, 4, 3))], next(s),
+                   poison={0: [((0, 1, 1), nan), ((1, 2, 0), inf), ((2, 3, 2), -inf)]}))
+
     doc = {
         "format": ("T = {shape, data(row-major flat float64)}. Each case: layer, config (PyTorch ctor kwargs; "
                    "momentum null = None), weight/bias (null if absent), initial running stats, steps[]. "
@@ -302,7 +354,8 @@ def main():
                    "Error cases: init_error (building from config must fail) or a step with "
                    "'error' instead of outputs (that forward must fail), each naming a NormError "
                    "kind: InvalidRank, ChannelMismatch, TooFewValues, NormalizedShapeMismatch, "
-                   "GroupsNotDivisible, InvalidConfig."),
+                   "GroupsNotDivisible, InvalidConfig. In T.data, NaN and infinities are the "
+                   "strings NaN, Infinity and -Infinity."),
         "torch_version": torch.__version__,
         "dtype": "float64",
         "num_cases": len(cases),

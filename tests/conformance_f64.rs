@@ -1,9 +1,10 @@
 //! Every case of `tests/data/pytorch_golden.json` on flex in float64, through both compute
 //! paths, with the runner of the `conformance` example.
 //!
-//! The file is a byte-for-byte copy of `shared/conformance/golden.json`, written by
-//! `scripts/gen_golden.py` from PyTorch 2.x in float64 (outputs, gradients and
-//! running statistics) and re-derived in numpy by `verify_golden.py`; CI checks the copy.
+//! The file is written by `scripts/gen_golden.py` from PyTorch 2.15 in float64 (outputs,
+//! gradients and running statistics) and re-derived in numpy by `verify_golden.py`. It holds
+//! every case of `shared/conformance/golden.json` unchanged (CI checks that) and, after them,
+//! the `nonfinite_*` cases: NaN and infinities in inputs and running statistics.
 
 mod common;
 

@@ -1,8 +1,12 @@
 //! The golden-file format written by `scripts/gen_golden.py` (see its docstring).
+//!
+//! JSON has no NaN or infinity, so a tensor's values are numbers or one of the strings
+//! `"NaN"`, `"Infinity"` and `"-Infinity"` (the spellings of Python's `json` module).
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// A whole golden file.
@@ -111,7 +115,26 @@ pub struct TensorValue {
     /// The shape.
     pub shape: Vec<usize>,
     /// Row-major values.
+    #[serde(deserialize_with = "values")]
     pub data: Vec<f64>,
+}
+
+/// Reads a tensor's values: numbers, and NaN and infinities spelled as strings.
+fn values<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+    Vec::<Value>::deserialize(deserializer)?
+        .into_iter()
+        .map(|value| match &value {
+            Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| D::Error::custom("unreadable number")),
+            Value::String(word) if word == "NaN" => Ok(f64::NAN),
+            Value::String(word) if word == "Infinity" => Ok(f64::INFINITY),
+            Value::String(word) if word == "-Infinity" => Ok(f64::NEG_INFINITY),
+            other => Err(D::Error::custom(format!(
+                "{other} is not a value: a number, \"NaN\", \"Infinity\" or \"-Infinity\""
+            ))),
+        })
+        .collect()
 }
 
 impl GoldenFile {
@@ -126,6 +149,31 @@ impl GoldenFile {
         serde_json::from_str(&text)
             .map_err(|err| format!("{} is not a golden file: {err}", path.display()))
     }
+}
+
+/// The names of the cases of the golden file `subset` that `file` does not hold unchanged
+/// (the same JSON value, key for key). The project's golden file holds every case of the
+/// shared one plus its own; CI checks it with this.
+///
+/// # Errors
+/// When either file cannot be read or has no `cases` list; the message names the file.
+pub fn cases_missing(file: &Path, subset: &Path) -> Result<Vec<String>, String> {
+    let cases = |path: &Path| -> Result<Vec<Value>, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read golden file {}: {err}", path.display()))?;
+        let mut doc: Value = serde_json::from_str(&text)
+            .map_err(|err| format!("{} is not JSON: {err}", path.display()))?;
+        match doc.get_mut("cases").map(Value::take) {
+            Some(Value::Array(cases)) => Ok(cases),
+            _ => Err(format!("{} has no list of cases", path.display())),
+        }
+    };
+    let held = cases(file)?;
+    Ok(cases(subset)?
+        .into_iter()
+        .filter(|case| !held.contains(case))
+        .map(|case| case["name"].as_str().unwrap_or("(unnamed)").to_string())
+        .collect())
 }
 
 impl StepResults {
@@ -156,5 +204,24 @@ impl TensorValue {
                 self.data.len()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_are_read_from_their_spellings() {
+        let read = |data: &str| {
+            serde_json::from_str::<TensorValue>(&format!(r#"{{"shape": [4], "data": {data}}}"#))
+        };
+        let tensor = read(r#"[1.5, "NaN", "Infinity", "-Infinity"]"#).unwrap();
+        assert_eq!(tensor.data[0], 1.5);
+        assert!(tensor.data[1].is_nan());
+        assert_eq!(tensor.data[2..], [f64::INFINITY, f64::NEG_INFINITY]);
+        let err = read(r#"[1.5, "nan", 2, 3]"#).unwrap_err().to_string();
+        assert!(err.contains(r#""nan" is not a value"#), "{err}");
+        assert!(read("[1, null, 2, 3]").is_err());
     }
 }

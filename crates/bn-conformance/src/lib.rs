@@ -12,7 +12,7 @@
 pub mod build;
 mod golden;
 
-pub use golden::{Case, GoldenFile, Mode, Step, StepResults, TensorValue};
+pub use golden::{Case, GoldenFile, Mode, Step, StepResults, TensorValue, cases_missing};
 
 use bn_layers::{ComputePath, NormError, set_training};
 use bn_models::Norm;
@@ -33,12 +33,26 @@ pub struct RunOptions {
     pub against_pytorch_f32: bool,
 }
 
-/// Error of a quantity: `max |got - expected| / max(1, |expected|)` over its values.
+/// Error of a quantity: the largest [`element_error`] over its values.
 fn error(got: &[f64], want: &[f64]) -> f64 {
     got.iter()
         .zip(want)
-        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+        .map(|(&g, &w)| element_error(g, w))
         .fold(0.0, f64::max)
+}
+
+/// `|got - want| / max(1, |want|)` between finite values. A NaN matches a NaN and an
+/// infinity the same infinity (error 0); any other pairing with a non-finite value is an
+/// infinite error, so a NaN where PyTorch has a number fails, and so does a number where
+/// PyTorch has a NaN.
+fn element_error(got: f64, want: f64) -> f64 {
+    if got.is_finite() && want.is_finite() {
+        (got - want).abs() / want.abs().max(1.0)
+    } else if (got.is_nan() && want.is_nan()) || got == want {
+        0.0
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// The smallest float32 allowance, 2^-16 (128 units in the last place of an f32 at 1).
@@ -151,7 +165,7 @@ fn check_case(
                                 (error(got, &want.data), error(&torch.data, &want.data));
                             notes.push(format!("{index}.{what} {ours:.1e}/{theirs:.1e}"));
                             let allowed = f64::max(2.0 * theirs, F32_FLOOR);
-                            (ours.is_nan() || ours > allowed).then(|| {
+                            (ours > allowed).then(|| {
                                 format!(
                                     "error {ours:.2e} > 2 × PyTorch's float32 error {theirs:.2e}"
                                 )
@@ -272,10 +286,44 @@ fn compare(got: Option<&[f64]>, want: Option<&TensorValue>, tolerance: f64) -> O
         .iter()
         .zip(&want.data)
         .enumerate()
-        .map(|(i, (&g, &w))| (i, g, w, (g - w).abs() / w.abs().max(1.0)))
+        .map(|(i, (&g, &w))| (i, g, w, element_error(g, w)))
         .max_by(|a, b| a.3.total_cmp(&b.3).then(std::cmp::Ordering::Greater))?;
     let (index, g, w, err) = worst;
-    (err.is_nan() || err > tolerance).then(|| {
+    (err > tolerance).then(|| {
         format!("error {err:.2e} > {tolerance:.0e} at index {index} (got {g}, expected {w})")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_match_only_their_own_kind() {
+        let (nan, inf) = (f64::NAN, f64::INFINITY);
+        assert_eq!(element_error(nan, nan), 0.0);
+        assert_eq!(element_error(inf, inf), 0.0);
+        assert_eq!(element_error(-inf, -inf), 0.0);
+        for (got, want) in [
+            (nan, 1.0),
+            (1.0, nan),
+            (inf, -inf),
+            (inf, nan),
+            (1e308, inf),
+        ] {
+            assert_eq!(element_error(got, want), inf, "{got} against {want}");
+        }
+        assert_eq!(element_error(3.0, 2.0), 0.5);
+        assert_eq!(element_error(0.5, 0.25), 0.25);
+        let want = TensorValue {
+            shape: vec![2],
+            data: vec![nan, 1.0],
+        };
+        assert_eq!(compare(Some(&[nan, 1.0]), Some(&want), 1e-9), None);
+        let problem = compare(Some(&[0.0, 1.0]), Some(&want), 1e-9).unwrap();
+        assert!(
+            problem.contains("index 0 (got 0, expected NaN)"),
+            "{problem}"
+        );
+    }
 }

@@ -176,19 +176,24 @@ fn batch_norm_fused_backward<E: FlexReal>(
     }
     let (s1, s2) = (&sums.dy, &sums.dy_x);
     // dx = γr·dy + (x - μ)·k_x + k_0, with k_x = -γr³ Σdy(x-μ)/m and k_0 = -γr Σdy/m when the
-    // statistics are the batch's (they depend on x), zero when they are constants.
+    // statistics are the batch's (they depend on x); γr·dy alone when they are constants.
     let k_dy: Vec<f64> = gamma.iter().zip(&rstd).map(|(g, r)| g * r).collect();
-    let (k_x, k_0): (Vec<f64>, Vec<f64>) = match batch_stats {
-        true => (0..d.c)
-            .map(|ch| {
-                let r = rstd[ch];
-                (-k_dy[ch] * r * r * s2[ch] / m, -k_dy[ch] * s1[ch] / m)
-            })
-            .unzip(),
-        false => (vec![0.0; d.c], vec![0.0; d.c]),
+    let (k_x, k_0): (Vec<f64>, Vec<f64>) = (0..d.c)
+        .map(|ch| {
+            let r = rstd[ch];
+            (-k_dy[ch] * r * r * s2[ch] / m, -k_dy[ch] * s1[ch] / m)
+        })
+        .unzip();
+    let dx = if batch_stats {
+        let k = ChannelGrad::<E>::new(&mean, &k_dy, &k_x, &k_0);
+        write_over::<E>(dy, |out, dy| cpu::apply_channel_grad(out, input, dy, d, &k))
+    } else {
+        // Constant statistics: dx = γr·dy, with no term in x, so a NaN or infinite running
+        // mean (or input) leaves dx as finite as PyTorch's.
+        let zeros = vec![0.0; d.c];
+        let k = ChannelAffine::<E>::new(&zeros, &k_dy, &zeros, None);
+        write_over::<E>(dy, |out, dy| cpu::apply_channel_affine(out, dy, d, &k))
     };
-    let k = ChannelGrad::<E>::new(&mean, &k_dy, &k_x, &k_0);
-    let dx = write_over::<E>(dy, |out, dy| cpu::apply_channel_grad(out, input, dy, d, &k));
     let dgamma: Vec<f64> = s2.iter().zip(&rstd).map(|(s, r)| s * r).collect();
     (dx, tensor_f64::<E>(&dgamma), tensor_f64::<E>(s1))
 }

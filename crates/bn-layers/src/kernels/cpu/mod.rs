@@ -120,11 +120,18 @@ pub(crate) struct Centre<E> {
 }
 
 impl<E: Real> Centre<E> {
+    /// The centre at `mean`; a NaN or infinite mean is all `hi` (`lo = 0`), so `x - mean`
+    /// is what plain arithmetic gives (`x - ∞ = -∞`) rather than `∞ - ∞`'s NaN.
     pub(crate) fn new(mean: f64) -> Self {
         let hi = E::from_f64(mean);
+        let lo = if mean.is_finite() {
+            mean - hi.to_f64()
+        } else {
+            0.0
+        };
         Self {
             hi,
-            lo: E::from_f64(mean - hi.to_f64()),
+            lo: E::from_f64(lo),
         }
     }
 
@@ -189,13 +196,17 @@ impl Moments {
     /// shifted-data algorithm): `Σ(x - p)` and `Σ(x - p)²` give the mean and the centred
     /// squares exactly when `p` is near the mean. Where it is not (the offset exceeds the
     /// standard deviation, so cancellation could cost a bit), a second pass re-centres on the
-    /// mean just found.
+    /// mean just found. A NaN or infinity among the values makes the mean non-finite; the
+    /// moments are then [`Moments::non_finite`]'s.
     #[inline(always)]
     fn of<S: pulp::Simd, E: Real>(simd: S, values: &[E]) -> Self {
         let count = values.len() as f64;
         let head = &values[..values.len().min(LANES)];
         let pivot = head.iter().map(|v| v.to_f64()).sum::<f64>() / head.len() as f64;
         let moments = Self::about(simd, values, Centre::<E>::new(pivot), count);
+        if !moments.mean.is_finite() {
+            return Self::non_finite(values.iter().map(|v| v.to_f64()).sum(), count);
+        }
         let offset = moments.mean - pivot;
         if offset * offset <= moments.m2 / count {
             return moments;
@@ -216,6 +227,17 @@ impl Moments {
         }
     }
 
+    /// The moments of values among which is a NaN or an infinity, as PyTorch computes them:
+    /// the mean is the sum's (`∞` for infinities of one sign, else NaN), and the centred
+    /// squares `Σ(x - mean)²` are NaN (`∞ - ∞` for the infinite value itself).
+    fn non_finite(sum: f64, count: f64) -> Self {
+        Self {
+            count,
+            mean: sum / count,
+            m2: f64::NAN,
+        }
+    }
+
     fn merge(self, other: Self) -> Self {
         if self.count == 0.0 {
             return other;
@@ -224,6 +246,9 @@ impl Moments {
             return self;
         }
         let count = self.count + other.count;
+        if !(self.mean.is_finite() && other.mean.is_finite()) {
+            return Self::non_finite(self.mean * self.count + other.mean * other.count, count);
+        }
         let delta = other.mean - self.mean;
         Self {
             count,
@@ -293,6 +318,7 @@ fn map_run2<E: Real>(out: &mut [E], x: &[E], dy: Option<&[E]>, f: impl Fn(E, E) 
 
 mod activation;
 mod channel;
+mod channel_grad;
 mod lanes;
 mod row;
 mod shares;
@@ -300,8 +326,6 @@ mod shares;
 mod tests;
 
 pub(crate) use activation::apply_activation_grad;
-pub(crate) use channel::{
-    ChannelAffine, ChannelDims, ChannelGrad, apply_channel_affine, apply_channel_grad,
-    channel_grad_sums, channel_moments,
-};
+pub(crate) use channel::{ChannelAffine, ChannelDims, apply_channel_affine, channel_moments};
+pub(crate) use channel_grad::{ChannelGrad, apply_channel_grad, channel_grad_sums};
 pub(crate) use row::{RowDims, row_norm, row_norm_backward};

@@ -107,6 +107,26 @@ fn f32_moments_of_a_large_mean_keep_their_digits() {
 }
 
 #[test]
+fn a_nan_or_infinity_gives_the_moments_plain_arithmetic_gives() {
+    // Σx/m and Σ(x - mean)²/m as PyTorch computes them: one +∞ or two in different runs
+    // (merged across runs and shares) give mean +∞; +∞ and -∞ give NaN; a NaN gives NaN.
+    // The variance of a channel with any of them is NaN; the clean channel is untouched.
+    let d = ChannelDims { n: 64, c: 4, s: 3 };
+    let mut x = data(64 * 4 * 3, 11, 0.5, 2.0);
+    let at = |n: usize, c: usize, s: usize| (n * 4 + c) * 3 + s;
+    x[at(0, 1, 0)] = f64::INFINITY;
+    x[at(63, 1, 2)] = f64::INFINITY;
+    x[at(5, 2, 1)] = f64::INFINITY;
+    x[at(40, 2, 0)] = f64::NEG_INFINITY;
+    x[at(20, 3, 1)] = f64::NAN;
+    let (mean, var) = channel_moments(&x, d);
+    assert!(mean[0].is_finite() && var[0].is_finite());
+    assert_eq!(mean[1], f64::INFINITY);
+    assert!(mean[2].is_nan() && mean[3].is_nan());
+    assert!(var[1..].iter().all(|v| v.is_nan()), "{var:?}");
+}
+
+#[test]
 fn channel_gradients_in_place_and_out_of_place_agree_with_the_formula() {
     for (n, c, s) in [(2, 1, 1), (3, 5, 1), (2, 3, 9), (300, 3, 300)] {
         let d = ChannelDims { n, c, s };

@@ -207,8 +207,8 @@ pub(super) fn grad_sums(
 /// BatchNorm's backward coefficients per channel. With `lo = Σ(x - μ)/m` (the rest of the
 /// exact mean, for batch statistics) and `S₂ = Σdy·(x - μ) - lo·Σdy`:
 /// `dx = dy·k_dy + ((x - μ) - lo)·k_x + k_0`, `k_dy = γr`, `k_x = -γr³S₂/m`,
-/// `k_0 = -γrΣdy/m`; `dγ = S₂·r`, `dβ = Σdy`. Running statistics are constants
-/// (`inv_count = 0`): `dx = γr·dy`. Writes `[k_dy; k_x; k_0; lo]` (`[4, C]`).
+/// `k_0 = -γrΣdy/m`; `dγ = S₂·r`, `dβ = Σdy`. Running statistics are constants (no
+/// `batch_stats`): `lo = 0` and `dx = γr·dy`. Writes `[k_dy; k_x; k_0; lo]` (`[4, C]`).
 #[cube(launch)]
 pub(super) fn channel_grad_coefficients(
     sums: &[f32],
@@ -220,12 +220,17 @@ pub(super) fn channel_grad_coefficients(
     channels: usize,
     epsilon: f32,
     inv_count: f32,
+    #[comptime] batch_stats: bool,
 ) {
     let c = ABSOLUTE_POS;
     if c < channels {
         let r = 1.0f32 / (variance[c] + epsilon).sqrt();
         let s_dy = sums[c];
-        let lo = sums[2 * channels + c] * inv_count;
+        // Not `Σ(x - μ)·0`: that is NaN when an input is infinite.
+        let mut lo = 0.0f32;
+        if batch_stats {
+            lo = sums[2 * channels + c] * inv_count;
+        }
         let s_dy_x = sums[channels + c] - lo * s_dy;
         let k_dy = gamma[c] * r;
         coefficients[c] = k_dy;
@@ -237,7 +242,9 @@ pub(super) fn channel_grad_coefficients(
     }
 }
 
-/// `dx = dy·k_dy + ((x - μ) - lo)·k_x + k_0` per channel, one unit per value.
+/// `dx = dy·k_dy + ((x - μ) - lo)·k_x + k_0` per channel, one unit per value; `dx = dy·k_dy`
+/// alone for constant statistics (no `batch_stats`), so a NaN or infinite running mean
+/// leaves `dx` as finite as PyTorch's.
 #[cube(launch)]
 pub(super) fn channel_grad_dx(
     x: &[f32],
@@ -248,14 +255,18 @@ pub(super) fn channel_grad_dx(
     channels: usize,
     spatial: usize,
     len: usize,
+    #[comptime] batch_stats: bool,
 ) {
     let i = ABSOLUTE_POS;
     if i < len {
         let c = (i / spatial) % channels;
-        let centred = (x[i] - mean[c]) - coefficients[3 * channels + c];
-        dx[i] = dy[i] * coefficients[c]
-            + centred * coefficients[channels + c]
-            + coefficients[2 * channels + c];
+        let scaled = dy[i] * coefficients[c];
+        if batch_stats {
+            let centred = (x[i] - mean[c]) - coefficients[3 * channels + c];
+            dx[i] = scaled + centred * coefficients[channels + c] + coefficients[2 * channels + c];
+        } else {
+            dx[i] = scaled;
+        }
     }
 }
 

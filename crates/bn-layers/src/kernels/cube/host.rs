@@ -204,7 +204,8 @@ pub(super) fn batch_norm_backward(
         arg(&dbeta),
         c,
         epsilon as f32,
-        if batch_stats { recip(n * s) } else { 0.0 },
+        recip(n * s),
+        batch_stats,
     );
     let dx = alloc(&x, shape);
     device::channel_grad_dx::launch(
@@ -219,6 +220,7 @@ pub(super) fn batch_norm_backward(
         c,
         s,
         len,
+        batch_stats,
     );
     (dx, dgamma, dbeta)
 }
