@@ -26,7 +26,7 @@ use burn_batchnorm::{BackendKind, cli};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
-/// Import a PyTorch checkpoint of a seed model and evaluate it on Fashion-MNIST.
+/// Import a PyTorch checkpoint of BNLeNet or MLPWithBN and evaluate it on Fashion-MNIST.
 #[derive(Parser, Debug)]
 struct Args {
     /// Which PyTorch class the checkpoint holds.

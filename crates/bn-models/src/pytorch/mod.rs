@@ -188,11 +188,14 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, PackTensor>, InteropErro
         return Err(read_error("no such file".into()));
     }
     match path.extension().and_then(|ext| ext.to_str()) {
-        Some("pt" | "pth" | "bin") => PytorchStore::from_file(path)
-            .map_indices_contiguous(false)
-            .get_all_tensors()
-            .cloned()
-            .map_err(|err| read_error(err.to_string())),
+        Some("pt" | "pth" | "bin") => {
+            refuse_compressed_entries(path).map_err(read_error)?;
+            PytorchStore::from_file(path)
+                .map_indices_contiguous(false)
+                .get_all_tensors()
+                .cloned()
+                .map_err(|err| read_error(err.to_string()))
+        }
         Some("safetensors") => SafetensorsStore::from_file(path)
             .get_all_tensors()
             .cloned()
@@ -201,6 +204,30 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, PackTensor>, InteropErro
             path: path.to_path_buf(),
         }),
     }
+}
+
+/// torch.save stores the entries of its ZIP archives uncompressed. A compressed entry can
+/// declare far more bytes than the file holds (`tests/data/hostile/deflated_storage.pt`: 256
+/// MiB in 434 KB) and the reader would inflate it whole, so a `.pt` archive with one is
+/// refused before anything is read. Files that are not ZIP archives (the legacy and plain
+/// pickle layouts, or a truncated archive, which the reader then refuses) pass.
+fn refuse_compressed_entries(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|err| err.to_string())?;
+    let Ok(mut archive) = zip::ZipArchive::new(file) else {
+        return Ok(());
+    };
+    for index in 0..archive.len() {
+        let entry = archive.by_index_raw(index).map_err(|err| err.to_string())?;
+        if entry.compression() != zip::CompressionMethod::Stored {
+            return Err(format!(
+                "entry {:?} is compressed ({:?}): torch.save stores its entries uncompressed, \
+                 and a compressed entry can declare far more data than the file holds",
+                entry.name().unwrap_or_default(),
+                entry.compression()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Prefixes under which training scripts commonly save a state_dict.
