@@ -1,7 +1,8 @@
-//! Trains D2L's BN-LeNet on Fashion-MNIST with burn-train (default: SGD with momentum 0.9,
-//! lr 0.1 on a cosine schedule, batch 128, 10 epochs; `--momentum 0 --schedule constant` is
-//! the reference recipe) and writes config, checkpoints, metrics.csv,
-//! curves.svg and report.json to the artifact directory.
+//! Trains D2L's BN-LeNet on Fashion-MNIST with `bn_train::train` (default: SGD with momentum
+//! 0.9, lr 0.1 on a cosine schedule, batch 128, 10 epochs; `--momentum 0 --schedule constant`
+//! is the reference recipe) on burn-train's `Learner`, or on data-parallel replicas with
+//! `--devices`/`--sync-bn`, and writes config, checkpoints, metrics.csv, curves.svg and
+//! report.json to the artifact directory (`--resume` continues from the last checkpoint).
 //!
 //! ```text
 //! cargo run --release --example lenet_fashion_mnist                    # flex (CPU)
@@ -10,16 +11,12 @@
 //! cargo run --release --example lenet_fashion_mnist -- --devices 2 --sync-bn   # 2 replicas
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bn_models::{BnLeNet, BnLeNetConfig, NormKind};
+use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
-use bn_train::{
-    LrSchedule, OptimizerKind, Parallelism, TrainConfig, draw_curves, last_checkpoint,
-    metrics_table, train, train_data_parallel, write_metrics_csv,
-};
-use burn::tensor::Device;
+use bn_train::{LrSchedule, OptimizerKind, TrainConfig, last_checkpoint, metrics_table, train};
 use burn_batchnorm::cli::{announce_device, exit_code};
 use burn_batchnorm::{BackendKind, cli, run_on_cpu_pool};
 use clap::Parser;
@@ -80,74 +77,6 @@ struct Args {
     backend: Option<BackendKind>,
 }
 
-/// `--devices N [--sync-bn]`: the data-parallel loop of `bn_train::train_data_parallel`
-/// (no checkpoints), then the same table, `metrics.csv` and `curves.svg` as a single-device run.
-fn data_parallel(
-    args: &Args,
-    model: BnLeNet,
-    name: &str,
-    config: &TrainConfig,
-    data: TrainTest,
-    device: &Device,
-    artifacts: &Path,
-) -> Result<(), String> {
-    if args.resume {
-        return Err(
-            "--resume continues from checkpoints, which data-parallel runs \
-                    (--devices > 1) do not write"
-                .into(),
-        );
-    }
-    if args.sync_bn && args.norm != NormKind::Batch {
-        return Err(format!(
-            "--sync-bn synchronizes BatchNorm (--norm batch); --norm {} has nothing to synchronize",
-            args.norm
-        ));
-    }
-    let parallelism = Parallelism {
-        replicas: args.devices,
-        sync_bn: args.sync_bn,
-    };
-    let epochs = config.epochs;
-    let outcome = train_data_parallel(
-        model,
-        BnLeNet::replica,
-        config,
-        parallelism,
-        data,
-        device,
-        |m| {
-            println!(
-                "epoch {}/{epochs} | train loss {:.4} | train accuracy {:.4} | test loss {:.4} \
-                 | test accuracy {:.4} (eval mode)",
-                m.epoch, m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy
-            )
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
-    let csv = artifacts.join("metrics.csv");
-    write_metrics_csv(&csv, &outcome.epochs).map_err(|e| format!("{}: {e}", csv.display()))?;
-    draw_curves(&artifacts.join("curves.svg"), name, &outcome.epochs)
-        .map_err(|e| format!("curves.svg: {e}"))?;
-    let last = outcome.epochs.last().expect("at least one epoch");
-    println!("\n{}", metrics_table(&outcome.epochs));
-    println!(
-        "{name}, {} replicas{}: test accuracy {:.4} (eval mode), train loss {:.4}, {:.0} images/s",
-        args.devices,
-        if args.sync_bn {
-            " with SyncBatchNorm"
-        } else {
-            ""
-        },
-        last.test_accuracy,
-        last.train_loss,
-        outcome.images_per_second
-    );
-    println!("artifacts: {}", artifacts.display());
-    Ok(())
-}
-
 /// Where a run writes its artifacts without `--artifact-dir`.
 fn default_artifacts(norm: NormKind) -> PathBuf {
     PathBuf::from("artifacts/lenet_fashion_mnist").join(norm.name())
@@ -175,7 +104,9 @@ fn run(args: Args) -> Result<(), String> {
         .with_norm(args.norm)
         .with_seed(args.seed)
         .with_limit_train(args.limit_train)
-        .with_limit_test(args.limit_test);
+        .with_limit_test(args.limit_test)
+        .with_devices(args.devices)
+        .with_sync_bn(args.sync_bn);
     config.validate()?;
 
     let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
@@ -206,9 +137,6 @@ fn run(args: Args) -> Result<(), String> {
         NormKind::None => "LeNet".to_string(),
         norm => format!("BN-LeNet (norm: {norm})"),
     };
-    if args.devices > 1 || args.sync_bn {
-        return data_parallel(&args, model, &name, &config, data, &device, &artifacts);
-    }
     let outcome = train(
         model,
         &name,
@@ -221,9 +149,15 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
 
     let report = &outcome.report;
+    let replicas = match (args.devices, args.sync_bn) {
+        (1, false) => String::new(),
+        (n, false) => format!(", {n} replicas"),
+        (n, true) => format!(", {n} replicas with SyncBatchNorm"),
+    };
     println!("\n{}", metrics_table(&outcome.epochs));
     println!(
-        "{name}: test accuracy {:.4} (eval mode), train loss {:.4}, train accuracy {:.4}",
+        "{name}{replicas}: test accuracy {:.4} (eval mode), train loss {:.4}, train accuracy \
+         {:.4}",
         report.final_test_accuracy, report.final_train_loss, report.final_train_accuracy
     );
     println!(

@@ -9,16 +9,15 @@
 //! ```text
 //! cargo run --release --example sync_batchnorm [-- --limit-train 12000]
 //! ```
-//! Writes `sync_batchnorm.svg` and `sync_batchnorm.json` to `artifacts/sync_batchnorm/`.
+//! Writes `sync_batchnorm.svg` and `sync_batchnorm.json` to `artifacts/sync_batchnorm/`, and
+//! each run's own artifacts (`bn_train::train`'s) to a folder beside them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bn_models::{BnLeNet, BnLeNetConfig};
 use bn_train::data::{TrainTest, locate};
-use bn_train::{
-    Line, LrSchedule, Panel, ParallelOutcome, Parallelism, TrainConfig, train_data_parallel,
-};
+use bn_train::{Line, LrSchedule, Panel, TrainConfig, TrainOutcome};
 use burn_batchnorm::cli::{announce_device, exit_code, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
@@ -56,7 +55,7 @@ fn main() -> ExitCode {
 
 struct Run {
     name: String,
-    outcome: ParallelOutcome<BnLeNet>,
+    outcome: TrainOutcome<BnLeNet>,
     seconds: f64,
 }
 
@@ -75,25 +74,24 @@ fn run(args: Args) -> Result<(), String> {
             .with_schedule(LrSchedule::Constant)
             .with_seed(args.seed)
             .with_limit_train(Some(args.limit_train))
-            .with_limit_test(Some(args.limit_test));
+            .with_limit_test(Some(args.limit_test))
+            .with_devices(replicas)
+            .with_sync_bn(sync_bn);
         device.seed(args.seed);
         let model = BnLeNetConfig::new().init(&device);
+        let run_dir = args.artifact_dir.join(format!(
+            "{replicas}x{}{}",
+            batch / replicas,
+            if sync_bn { "-sync" } else { "" }
+        ));
         let started = std::time::Instant::now();
-        let outcome = train_data_parallel(
-            model,
-            BnLeNet::replica,
-            &config,
-            Parallelism { replicas, sync_bn },
-            data.clone(),
-            &device,
-            |_| {},
-        )
-        .map_err(|e| e.to_string())?;
+        let outcome = bn_train::train(model, name, &config, data.clone(), &device, &run_dir, false)
+            .map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();
         let last = outcome.epochs.last().expect("one epoch");
         println!(
             "test accuracy {:.4}, train loss {:.4}, {:.0} images/s, {seconds:.1} s",
-            last.test_accuracy, last.train_loss, outcome.images_per_second
+            last.test_accuracy, last.train_loss, outcome.report.images_per_second
         );
         Ok::<_, String>(Run {
             name: name.to_string(),
@@ -127,7 +125,7 @@ fn run(args: Args) -> Result<(), String> {
             "| {} | {:.4} | {:.0} | {:.1} |",
             r.name,
             accuracy(r),
-            r.outcome.images_per_second,
+            r.outcome.report.images_per_second,
             r.seconds
         );
     }
@@ -140,9 +138,9 @@ fn run(args: Args) -> Result<(), String> {
     );
     println!(
         "throughput, batch 128: 2 replicas {:.0} images/s, 1 device {:.0} images/s ({:.2}×)",
-        part2[0].outcome.images_per_second,
-        part2[1].outcome.images_per_second,
-        part2[0].outcome.images_per_second / part2[1].outcome.images_per_second
+        part2[0].outcome.report.images_per_second,
+        part2[1].outcome.report.images_per_second,
+        part2[0].outcome.report.images_per_second / part2[1].outcome.report.images_per_second
     );
 
     let curve = |r: &Run| Line::new(r.name.clone(), smoothed(&r.outcome.step_losses));
@@ -165,7 +163,7 @@ fn run(args: Args) -> Result<(), String> {
             json!({
                 "run": r.name,
                 "test_accuracy": accuracy(r),
-                "images_per_second": r.outcome.images_per_second,
+                "images_per_second": r.outcome.report.images_per_second,
                 "seconds": r.seconds,
                 "step_losses": r.outcome.step_losses,
             })

@@ -228,8 +228,8 @@ fn data_parallel_flag_combinations_that_cannot_work_are_refused() {
     let artifacts = temp_dir("dp-artifacts");
     let cases: [(&[&str], &str); 3] = [
         (
-            &["--devices", "2", "--resume"],
-            "--resume continues from checkpoints",
+            &["--devices", "2", "--batch-size", "3"],
+            "--devices 2 with --batch-size 3: every replica needs a slice of at least 2 images",
         ),
         (
             &["--sync-bn", "--norm", "group"],
@@ -259,6 +259,25 @@ fn data_parallel_flag_combinations_that_cannot_work_are_refused() {
     ));
     assert_succeeds(&output);
     assert!(text(&output.stdout).contains("2 replicas with SyncBatchNorm: test accuracy"));
+    // Data-parallel runs checkpoint like single-device ones; config.json records the replicas,
+    // so a resume on one device is refused and one on the same replicas continues.
+    let resume = |devices: &[&str]| {
+        let mut flags = vec!["--epochs", "2", "--batch-size", "16", "--resume"];
+        flags.extend_from_slice(devices);
+        run(command(&data, &artifacts, &flags))
+    };
+    assert_fails_with(
+        &resume(&[]),
+        &[
+            "the flags differ from the recipe",
+            "\"devices\": 2",
+            "\"sync_bn\": true",
+        ],
+    );
+    let output = resume(&["--devices", "2", "--sync-bn"]);
+    assert_succeeds(&output);
+    assert!(text(&output.stdout).contains("epoch 2/2 | train loss"));
+    assert_eq!(last_checkpoint(&artifacts), Some(2));
     for dir in [data, artifacts] {
         std::fs::remove_dir_all(dir).ok();
     }

@@ -50,7 +50,7 @@ pub fn train_run<M>(
     dir: &Path,
 ) -> Result<TrainOutcome<M>, String>
 where
-    M: Module + ModuleDisplay + ImageClassifier + 'static,
+    M: Module + ModuleDisplay + ImageClassifier + Send + Sync + 'static,
 {
     println!("\n== {name}");
     train(model, name, config, data.clone(), device, dir, false).map_err(|e| e.to_string())

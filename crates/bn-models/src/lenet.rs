@@ -68,29 +68,9 @@ impl BnLeNetConfig {
 }
 
 impl BnLeNet {
-    /// A data-parallel replica's copy of the network: its own parameter and buffer storage
-    /// (a clone would share it) holding the same values under the same parameter ids, with
-    /// its BatchNorm layers synchronized across `sync`'s group when given (see
-    /// [`synchronized`](Self::synchronized)).
-    ///
-    /// # Panics
-    /// If `self` is already synchronized, or holds a [`Norm::Instance`] that no [`NormKind`]
-    /// builds.
-    pub fn replica(&self, sync: Option<&Replica>) -> Self {
-        let device = self.conv1.weight.val().device();
-        let copy = BnLeNetConfig::new()
-            .with_norm(norm_kind(&self.norm1))
-            .init(&device)
-            .load_record(self.clone().into_record());
-        match sync {
-            Some(replica) => copy.synchronized(replica),
-            None => copy,
-        }
-    }
-
     /// The network with every [`NormKind::Batch`] layer turned into a [`SyncBatchNorm`] of
     /// `replica`'s group (PyTorch's `SyncBatchNorm.convert_sync_batchnorm`). Each replica
-    /// needs its own copy of the parameters: use [`replica`](Self::replica).
+    /// needs its own copy of the parameters: use [`ImageClassifier::replica`].
     ///
     /// [`SyncBatchNorm`]: bn_layers::SyncBatchNorm
     pub fn synchronized(self, replica: &Replica) -> Self {
@@ -156,5 +136,20 @@ impl ImageClassifier for BnLeNet {
 
     fn first_norm(&self) -> Option<&Norm> {
         self.norm1.as_ref()
+    }
+
+    /// # Panics
+    /// If `self` is already synchronized, or holds a [`Norm::Instance`] that no [`NormKind`]
+    /// builds.
+    fn replica(&self, sync: Option<&Replica>) -> Option<Self> {
+        let device = self.conv1.weight.val().device();
+        let copy = BnLeNetConfig::new()
+            .with_norm(norm_kind(&self.norm1))
+            .init(&device)
+            .load_record(self.clone().into_record());
+        Some(match sync {
+            Some(replica) => copy.synchronized(replica),
+            None => copy,
+        })
     }
 }

@@ -35,6 +35,19 @@ pub trait ImageClassifier {
 
     /// The first normalization layer, whose learned `γ` and `β` reports print.
     fn first_norm(&self) -> Option<&crate::Norm>;
+
+    /// A data-parallel replica: a copy with its own parameter storage (a clone would share
+    /// it) holding the same values under the same parameter ids, its BatchNorm layers
+    /// synchronized across `sync`'s group when given (PyTorch's
+    /// `SyncBatchNorm.convert_sync_batchnorm`). `None`, the default, for a model without a
+    /// replica form; data-parallel training then refuses it.
+    fn replica(&self, sync: Option<&bn_layers::Replica>) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = sync;
+        None
+    }
 }
 
 /// The number of trainable values in `module`: float parameters that require gradients.

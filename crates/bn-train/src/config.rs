@@ -145,6 +145,15 @@ pub struct TrainConfig {
     /// mini-batch alone. Default: 1.
     #[config(default = 1)]
     pub grad_accumulation: usize,
+    /// Data-parallel replicas, each given a slice of every batch (PyTorch's
+    /// `DistributedDataParallel`, in threads); `batch_size` stays the global batch. 1 trains
+    /// on burn-train's `Learner`. Default: 1.
+    #[config(default = 1)]
+    pub devices: usize,
+    /// Synchronize BatchNorm's batch statistics across the replicas (`SyncBatchNorm`), so
+    /// `devices` replicas train like one device at the global batch. Default: false.
+    #[config(default = false)]
+    pub sync_bn: bool,
 }
 
 impl TrainConfig {
@@ -192,6 +201,44 @@ impl TrainConfig {
         }
     }
 
+    /// Whether the run takes data-parallel steps (several replicas, or synchronized BatchNorm)
+    /// rather than burn-train's `Learner` on one device.
+    pub fn data_parallel(&self) -> bool {
+        self.devices > 1 || self.sync_bn
+    }
+
+    fn check_parallelism(&self) -> Result<(), String> {
+        let n = self.devices;
+        if self.sync_bn && self.norm != NormKind::Batch {
+            return Err(format!(
+                "--sync-bn synchronizes BatchNorm (--norm batch); --norm {} has nothing to \
+                 synchronize",
+                self.norm
+            ));
+        }
+        if self.data_parallel() && self.grad_accumulation > 1 {
+            return Err(
+                "--grad-accumulation runs on one device only, not with --devices or \
+                        --sync-bn"
+                    .into(),
+            );
+        }
+        if self.batch_size < n {
+            return Err(format!(
+                "--batch-size {} is smaller than --devices {n}: every replica needs an image",
+                self.batch_size
+            ));
+        }
+        if n > 1 && !self.sync_bn && self.batch_size < 2 * n {
+            return Err(format!(
+                "--devices {n} with --batch-size {}: every replica needs a slice of at least 2 \
+                 images for its own batch statistics (or use --sync-bn)",
+                self.batch_size
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the recipe, naming the flag at fault.
     ///
     /// # Errors
@@ -215,7 +262,8 @@ impl TrainConfig {
                 rules::at_least_one(limit).map_err(|why| flag(name, &limit, why))?;
             }
         }
-        Ok(())
+        rules::at_least_one(self.devices).map_err(|why| flag("devices", &self.devices, why))?;
+        self.check_parallelism()
     }
 }
 
@@ -239,6 +287,32 @@ mod tests {
             "Cosine".parse::<LrSchedule>(),
             Err("unknown schedule 'Cosine', expected one of: constant, cosine".to_string())
         );
+    }
+
+    #[test]
+    fn data_parallel_recipes_are_checked_before_training() {
+        let refused = |config: TrainConfig| config.validate().unwrap_err();
+        assert!(refused(TrainConfig::new().with_devices(0)).starts_with("--devices must be"));
+        let group = TrainConfig::new()
+            .with_norm(NormKind::Group)
+            .with_sync_bn(true);
+        assert!(refused(group).contains("--norm group has nothing to synchronize"));
+        let accumulate = TrainConfig::new().with_devices(2).with_grad_accumulation(2);
+        assert!(refused(accumulate).contains("--grad-accumulation runs on one device"));
+        let tiny = TrainConfig::new()
+            .with_batch_size(3)
+            .with_devices(4)
+            .with_sync_bn(true);
+        assert!(refused(tiny).contains("smaller than --devices 4"));
+        let plain = TrainConfig::new().with_batch_size(6).with_devices(4);
+        assert!(refused(plain).contains("at least 2 images"));
+        // Synchronized, one image per replica is enough: the statistics are the batch's.
+        let synced = TrainConfig::new()
+            .with_batch_size(4)
+            .with_devices(4)
+            .with_sync_bn(true);
+        assert_eq!(synced.validate(), Ok(()));
+        assert!(synced.data_parallel() && !TrainConfig::new().data_parallel());
     }
 
     #[test]

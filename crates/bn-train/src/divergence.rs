@@ -1,7 +1,8 @@
 //! Stops training at the first step whose loss is NaN or infinite, and remembers where.
 //!
 //! The training step checks its loss before the optimizer applies its gradients; on a
-//! non-finite loss it asks burn-train's [`Interrupter`] to stop. burn-train then ends the
+//! non-finite loss it asks burn-train's [`Interrupter`] to stop (the data-parallel engine
+//! asks the guard itself before its optimizer step). The guard also keeps every step's loss. burn-train then ends the
 //! epoch without validating or writing a checkpoint, so every checkpoint on disk was written
 //! before the divergence.
 
@@ -28,6 +29,7 @@ pub struct DivergenceGuard {
     steps_per_epoch: usize,
     steps: Arc<AtomicUsize>,
     found: Arc<Mutex<Option<Divergence>>>,
+    losses: Arc<Mutex<Vec<f64>>>,
 }
 
 impl std::fmt::Debug for DivergenceGuard {
@@ -48,12 +50,17 @@ impl DivergenceGuard {
             steps_per_epoch,
             steps: Arc::new(AtomicUsize::new(first_epoch * steps_per_epoch)),
             found: Arc::new(Mutex::new(None)),
+            losses: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
     /// Records one training step with loss `loss`; a NaN or infinite loss stops the run.
     pub fn observe(&self, loss: f64) {
         let step = self.steps.fetch_add(1, Ordering::SeqCst);
+        self.losses
+            .lock()
+            .expect("the guard's lock is never poisoned")
+            .push(loss);
         if loss.is_finite() {
             return;
         }
@@ -73,6 +80,14 @@ impl DivergenceGuard {
             )));
             *found = Some(divergence);
         }
+    }
+
+    /// Every loss observed, in order.
+    pub fn losses(&self) -> Vec<f64> {
+        self.losses
+            .lock()
+            .expect("the guard's lock is never poisoned")
+            .clone()
     }
 
     /// The first non-finite loss seen, if any.
@@ -103,5 +118,7 @@ mod tests {
         let found = guard.divergence().unwrap();
         assert_eq!((found.epoch, found.batch), (3, 4));
         assert!(found.loss.is_nan());
+        assert_eq!(guard.losses().len(), 5);
+        assert_eq!(guard.losses()[..3], [2.3, 1.9, 1.7]);
     }
 }

@@ -1,15 +1,18 @@
-//! Fashion-MNIST data, training on burn-train's `Learner`, and the artifacts of a run:
+//! Fashion-MNIST data, training ([`train`]: burn-train's `Learner` on one device, or
+//! data-parallel replicas with optional `SyncBatchNorm`), and the artifacts of a run:
 //! `config.json`, checkpoints, `metrics.csv`, `curves.svg` and `report.json`.
 //!
 //! Features, both on by default: `plots` (the SVG plots, `curves.svg` among the artifacts)
 //! and `tui` (burn-train's terminal dashboard on a terminal; plain progress lines without it).
 
+mod artifacts;
 mod checkpoint;
 mod classifier;
 mod config;
 pub mod data;
 mod divergence;
 mod evaluate;
+mod learner;
 mod loss;
 mod parallel;
 #[cfg(feature = "plots")]
@@ -25,9 +28,8 @@ pub use config::{LrSchedule, OptimizerKind, TrainConfig};
 pub use divergence::{Divergence, DivergenceGuard};
 pub use evaluate::{Evaluation, evaluate};
 pub use loss::{correct_predictions, cross_entropy};
-pub use parallel::{ParallelOutcome, Parallelism, train_data_parallel};
 #[cfg(feature = "plots")]
 pub use plot::{Line, Panel, draw_curves, draw_panels};
 pub use progress::PlainProgress;
-pub use report::{EpochMetrics, Report, metrics_table, write_metrics_csv};
+pub use report::{EpochMetrics, Report, metrics_table, read_metrics_csv, write_metrics_csv};
 pub use train::{TrainError, TrainOutcome, train};

@@ -11,82 +11,57 @@
 //!
 //! burn-train's multi-device strategy cannot host this: it runs a different batch on each
 //! device and accumulates, instead of splitting one batch across replicas whose forward and
-//! backward passes must run in step for SyncBatchNorm's reductions. Hence this small loop.
+//! backward passes must run in step for SyncBatchNorm's reductions. Hence this small loop,
+//! the second step engine behind [`train`](crate::train): it keeps the first's contracts
+//! (the divergence guard before the optimizer step, a checkpoint of model, optimizer and
+//! schedule after every epoch, written atomically, and an exact `--resume`).
 
+use std::path::Path;
 use std::time::Instant;
 
-use bn_layers::{Replica, ReplicaGroup};
+use bn_layers::ReplicaGroup;
 use bn_models::ImageClassifier;
 use burn::data::dataloader::DataLoader;
 use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleDisplay};
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::OptimizerRecord;
+use burn::optim::lr_scheduler::LrSchedulerRecord;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
 use burn::tensor::Device;
+use burn::train::Interrupter;
+use burn::train::checkpoint::Checkpointer;
 
+use crate::artifacts::EngineRun;
+use crate::checkpoint::{AtomicCheckpointer, check_checkpoint, last_checkpoint};
+use crate::classifier::Classifier;
 use crate::config::TrainConfig;
 use crate::data::{EpochLoader, ImageBatch, ImageBatcher, TrainTest};
+use crate::divergence::DivergenceGuard;
 use crate::evaluate::evaluate;
 use crate::loss::{correct_predictions, cross_entropy};
-use crate::report::EpochMetrics;
-use crate::train::TrainError;
+use crate::report::{EpochMetrics, read_metrics_csv, write_metrics_csv};
+use crate::train::{TrainError, io};
 
-/// How to split the work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parallelism {
-    /// Number of replicas (threads), at least 1.
-    pub replicas: usize,
-    /// Synchronize BatchNorm statistics across the replicas.
-    pub sync_bn: bool,
-}
+/// Checkpoints kept: the last two epochs, as burn-train keeps them.
+const KEEP: usize = 2;
 
-/// A finished data-parallel run.
-pub struct ParallelOutcome<M> {
-    /// Replica 0's model, in evaluation mode.
-    pub model: M,
-    /// Per-epoch training loss and accuracy, test loss and accuracy (evaluation mode).
-    pub epochs: Vec<EpochMetrics>,
-    /// The mean loss of every training step's whole batch, in order.
-    pub step_losses: Vec<f64>,
-    /// Training images per second (evaluation excluded).
-    pub images_per_second: f64,
-}
-
-/// Trains `model` data-parallel on `data.train`, evaluating replica 0 on `data.test` after
-/// every epoch and handing that epoch's metrics to `on_epoch`. `config.batch_size` is the global batch, split as evenly as possible across
-/// the replicas. `replicate(model, replica)` must return a copy of `model` with its own
-/// parameter storage (same values and parameter ids), synchronized with `replica`'s group when
-/// given one.
-///
-/// # Errors
-/// [`TrainError::Config`] for a bad recipe or fewer than 2 images per replica in a batch.
-pub fn train_data_parallel<M>(
+/// Trains `config.devices` replicas of `model` from `start_epoch` (0: afresh) to
+/// `config.epochs`, replica 0 evaluated on `data.test` after every epoch.
+pub(crate) fn run<M>(
     model: M,
-    replicate: impl Fn(&M, Option<&Replica>) -> M + Sync,
     config: &TrainConfig,
-    parallelism: Parallelism,
     data: TrainTest,
     device: &Device,
-    mut on_epoch: impl FnMut(&EpochMetrics),
-) -> Result<ParallelOutcome<M>, TrainError>
+    artifacts: &Path,
+    start_epoch: usize,
+) -> Result<EngineRun<M>, TrainError>
 where
     M: Module + ModuleDisplay + ImageClassifier + Send + Sync,
 {
-    config.validate().map_err(TrainError::Config)?;
-    let n = parallelism.replicas;
-    if n == 0 || (!parallelism.sync_bn && config.batch_size < 2 * n) {
-        return Err(TrainError::Config(format!(
-            "--devices {n} with --batch-size {}: every replica needs a slice of at least 2 \
-             images for its own batch statistics (or use --sync-bn)",
-            config.batch_size
-        )));
-    }
-    if config.batch_size < n {
-        return Err(TrainError::Config(format!(
-            "--batch-size {} is smaller than --devices {n}: every replica needs an image",
-            config.batch_size
-        )));
-    }
-    let TrainTest { train, test } = config.limit(data);
+    let n = config.devices;
+    let TrainTest { train, test } = data;
+    let test_images = test.len();
     // Whole batches only: a short last batch could leave a replica a single image.
     let usable = train.len() / config.batch_size * config.batch_size;
     if usable == 0 {
@@ -103,15 +78,24 @@ where
         config.batch_size,
         config.num_workers,
         config.seed,
-        0,
+        start_epoch,
     )
     .to_device(device);
 
     let group = ReplicaGroup::new(n);
-    let sync = |rank: usize| parallelism.sync_bn.then(|| group.member(rank));
-    let mut replicas: Vec<M> = (0..n)
-        .map(|rank| replicate(&model, sync(rank).as_ref()))
-        .collect();
+    let replica = |model: &M, rank: usize| {
+        let sync = config.sync_bn.then(|| group.member(rank));
+        model.replica(sync.as_ref()).ok_or_else(|| {
+            TrainError::Config(
+                "this model has no data-parallel replica form: train it with --devices 1 and \
+                 without --sync-bn"
+                    .into(),
+            )
+        })
+    };
+    let mut replicas = (0..n)
+        .map(|rank| replica(&model, rank))
+        .collect::<Result<Vec<M>, _>>()?;
     drop(model);
 
     let steps_per_epoch = usable / config.batch_size;
@@ -120,43 +104,67 @@ where
         .map_err(TrainError::Config)?;
     let mut optimizer = config.optimizer();
     let mut epochs = Vec::with_capacity(config.epochs);
-    let mut step_losses = Vec::with_capacity(steps_per_epoch * config.epochs);
-    let mut train_seconds = 0.0;
-    for epoch in 1..=config.epochs {
+    let checkpoints = artifacts.join("checkpoint");
+    let checkpointer = |name| AtomicCheckpointer::new(&checkpoints, name).map_err(io(&checkpoints));
+    let (model_records, optim_records, schedule_records) = (
+        checkpointer("model")?,
+        checkpointer("optim")?,
+        checkpointer("scheduler")?,
+    );
+    let metrics_csv = artifacts.join("metrics.csv");
+    if start_epoch > 0 {
+        // The records `check_checkpoint` has read once already; a failure here is a race.
+        let unreadable = |err: burn::train::checkpoint::CheckpointerError| {
+            TrainError::Resume(format!("checkpoint of epoch {start_epoch}: {err}"))
+        };
+        let wrapped = Classifier::new(replicas[0].clone());
+        check_checkpoint(&wrapped, artifacts, start_epoch).map_err(TrainError::Resume)?;
+        let record: ModuleRecord = model_records.restore(start_epoch).map_err(unreadable)?;
+        let restored = wrapped.load_record(record).model;
+        replicas = replicas
+            .into_iter()
+            .map(|replica| replica.load_record(restored.clone().into_record()))
+            .collect();
+        let record: OptimizerRecord = optim_records.restore(start_epoch).map_err(unreadable)?;
+        optimizer = optimizer.load_record(record);
+        let record: LrSchedulerRecord =
+            schedule_records.restore(start_epoch).map_err(unreadable)?;
+        schedule = schedule.load_record(record);
+        epochs = read_metrics_csv(&metrics_csv).map_err(io(&metrics_csv))?;
+        epochs.truncate(start_epoch);
+        if epochs.len() != start_epoch {
+            return Err(TrainError::Resume(format!(
+                "{} holds {} epoch(s), the checkpoint is at epoch {start_epoch}",
+                metrics_csv.display(),
+                epochs.len()
+            )));
+        }
+    }
+
+    let guard = DivergenceGuard::new(Interrupter::new(), steps_per_epoch, start_epoch);
+    let started = Instant::now();
+    for epoch in start_epoch + 1..=config.epochs {
         let (mut loss_sum, mut correct) = (0.0, 0);
-        let started = Instant::now();
         for batch in loader.iter() {
             let batch = batch.map_err(|err| TrainError::Interrupted(err.to_string()))?;
             let step = parallel_step(&replicas, batch);
+            guard.observe(step.loss);
+            if let Some(at) = guard.divergence() {
+                return Err(TrainError::Diverged {
+                    at,
+                    last_good: last_checkpoint(artifacts),
+                    checkpoints,
+                });
+            }
             loss_sum += step.loss * config.batch_size as f64;
             correct += step.correct;
-            step_losses.push(step.loss);
             // burn's RunningState keeps a statistic updated on another thread pending until
             // a sync, which `valid()` performs: publish this step's running statistics.
             for replica in &replicas {
                 let _ = replica.valid();
             }
-            let lr = schedule.step();
-            let mut others = std::mem::take(&mut replicas).into_iter();
-            let first =
-                optimizer.step(lr, others.next().expect("one replica at least"), step.grads);
-            let others: Vec<M> = others
-                .map(|replica| replica.load_record(first.clone().into_record()))
-                .collect();
-            replicas = std::iter::once(first).chain(others).collect();
-            if !step.loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    at: crate::Divergence {
-                        epoch,
-                        batch: step_losses.len() - (epoch - 1) * steps_per_epoch,
-                        loss: step.loss,
-                    },
-                    last_good: None,
-                    checkpoints: std::path::PathBuf::new(),
-                });
-            }
+            replicas = optimizer_step(replicas, &mut optimizer, schedule.step(), step.grads);
         }
-        train_seconds += started.elapsed().as_secs_f64();
         let eval_model = replicas[0].valid();
         let evaluation = evaluate(&eval_model, &test, 256, 0, &device.clone().inner());
         let metrics = EpochMetrics {
@@ -166,15 +174,59 @@ where
             test_loss: evaluation.mean_loss(),
             test_accuracy: evaluation.accuracy(),
         };
-        on_epoch(&metrics);
+        println!(
+            "epoch {epoch}/{} | train loss {:.4} | train accuracy {:.4} | test loss {:.4} | \
+             test accuracy {:.4} (eval mode)",
+            config.epochs,
+            metrics.train_loss,
+            metrics.train_accuracy,
+            metrics.test_loss,
+            metrics.test_accuracy
+        );
         epochs.push(metrics);
+        // The metrics first, then the checkpoint: a checkpoint always has its epoch's row.
+        write_metrics_csv(&metrics_csv, &epochs).map_err(io(&metrics_csv))?;
+        let record = Classifier::new(replicas[0].clone()).into_record();
+        let save = |result: Result<(), burn::train::checkpoint::CheckpointerError>| {
+            result.map_err(|err| TrainError::Interrupted(format!("checkpoint {epoch}: {err}")))
+        };
+        save(model_records.save(epoch, record))?;
+        save(optim_records.save(epoch, optimizer.to_record()))?;
+        save(schedule_records.save(epoch, schedule.to_record()))?;
+        if epoch > KEEP {
+            let old = epoch - KEEP;
+            save(Checkpointer::<ModuleRecord>::delete(&model_records, old))?;
+            save(Checkpointer::<OptimizerRecord>::delete(&optim_records, old))?;
+            save(Checkpointer::<LrSchedulerRecord>::delete(
+                &schedule_records,
+                old,
+            ))?;
+        }
     }
-    Ok(ParallelOutcome {
-        model: replicas[0].valid(),
+    Ok(EngineRun {
+        model: Classifier::new(replicas[0].valid()),
         epochs,
-        step_losses,
-        images_per_second: (usable * config.epochs) as f64 / train_seconds,
+        step_losses: guard.losses(),
+        train_images: usable,
+        test_images,
+        wall_time_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// One optimizer step on replica 0 with the summed gradients, then its parameters and
+/// buffers copied to the other replicas (PyTorch DDP's `broadcast_buffers`).
+fn optimizer_step<M: Module>(
+    replicas: Vec<M>,
+    optimizer: &mut ModuleOptimizer,
+    lr: burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate,
+    grads: GradientsParams,
+) -> Vec<M> {
+    let mut others = replicas.into_iter();
+    let first = optimizer.step(lr, others.next().expect("one replica at least"), grads);
+    let others: Vec<M> = others
+        .map(|replica| replica.load_record(first.clone().into_record()))
+        .collect();
+    std::iter::once(first).chain(others).collect()
 }
 
 /// What one data-parallel step produced.

@@ -77,6 +77,38 @@ pub fn write_metrics_csv(path: &Path, epochs: &[EpochMetrics]) -> std::io::Resul
     Ok(())
 }
 
+/// Reads back what [`write_metrics_csv`] wrote (the data-parallel engine resumes its
+/// metrics from it).
+///
+/// # Errors
+/// When the file cannot be read, or a row is not five numbers.
+pub fn read_metrics_csv(path: &Path) -> std::io::Result<Vec<EpochMetrics>> {
+    let text = std::fs::read_to_string(path)?;
+    let bad = |line: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a row of metrics.csv: {line:?}"),
+        )
+    };
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let [epoch, train_loss, train_accuracy, test_loss, test_accuracy] = fields[..] else {
+                return Err(bad(line));
+            };
+            let number = |field: &str| field.parse::<f64>().map_err(|_| bad(line));
+            Ok(EpochMetrics {
+                epoch: epoch.parse().map_err(|_| bad(line))?,
+                train_loss: number(train_loss)?,
+                train_accuracy: number(train_accuracy)?,
+                test_loss: number(test_loss)?,
+                test_accuracy: number(test_accuracy)?,
+            })
+        })
+        .collect()
+}
+
 /// The per-epoch table printed at the end of a run.
 pub fn metrics_table(epochs: &[EpochMetrics]) -> String {
     let mut table = String::from("epoch  train loss  train acc  test loss  test acc\n");
@@ -87,4 +119,48 @@ pub fn metrics_table(epochs: &[EpochMetrics]) -> String {
         ));
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_csv_reads_back_what_was_written() {
+        let path = std::env::temp_dir().join(format!("bn-metrics-{}.csv", std::process::id()));
+        let epochs = [
+            EpochMetrics {
+                epoch: 1,
+                train_loss: 0.912345678,
+                train_accuracy: 0.6,
+                test_loss: f64::NAN,
+                test_accuracy: 0.71,
+            },
+            EpochMetrics {
+                epoch: 2,
+                train_loss: 0.5,
+                train_accuracy: 0.8,
+                test_loss: 0.45,
+                test_accuracy: 0.83,
+            },
+        ];
+        write_metrics_csv(&path, &epochs).unwrap();
+        let read = read_metrics_csv(&path).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!((read[0].epoch, read[0].train_loss), (1, 0.912346));
+        assert!(read[0].test_loss.is_nan());
+        assert_eq!(read[1].test_accuracy, 0.83);
+        // Written again, the rows are the same bytes: a resumed run's file matches.
+        let first = std::fs::read(&path).unwrap();
+        write_metrics_csv(&path, &read).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        std::fs::write(&path, "epoch,a\n1,2,3\n").unwrap();
+        assert!(
+            read_metrics_csv(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("\"1,2,3\"")
+        );
+        std::fs::remove_file(path).ok();
+    }
 }

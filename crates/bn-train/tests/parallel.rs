@@ -1,14 +1,12 @@
 //! Data-parallel training on synthetic data: two replicas with SyncBatchNorm follow one device
-//! on the whole batch step by step, and end the epoch with its running statistics and test
-//! accuracy; plain BatchNorm replicas do not.
+//! (burn-train's `Learner`) on the whole batch step by step, and end the epoch with its running
+//! statistics and test accuracy; plain BatchNorm replicas do not.
 
 use std::path::PathBuf;
 
 use bn_models::{BnLeNet, BnLeNetConfig};
 use bn_train::data::{TrainTest, write_synthetic};
-use bn_train::{
-    LrSchedule, ParallelOutcome, Parallelism, TrainConfig, TrainError, train_data_parallel,
-};
+use bn_train::{LrSchedule, TrainConfig, TrainError, TrainOutcome, train};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor};
 
@@ -19,7 +17,7 @@ fn data(name: &str) -> (PathBuf, TrainTest) {
     (dir, data)
 }
 
-fn one_epoch(replicas: usize, sync_bn: bool, data: &TrainTest) -> ParallelOutcome<BnLeNet> {
+fn one_epoch(replicas: usize, sync_bn: bool, data: &TrainTest) -> TrainOutcome<BnLeNet> {
     let device = Device::flex().autodiff();
     device.seed(3);
     let model = BnLeNetConfig::new().init(&device);
@@ -28,18 +26,25 @@ fn one_epoch(replicas: usize, sync_bn: bool, data: &TrainTest) -> ParallelOutcom
         .with_batch_size(32)
         .with_lr(0.05)
         .with_schedule(LrSchedule::Constant)
-        .with_num_workers(0);
-    let parallelism = Parallelism { replicas, sync_bn };
-    train_data_parallel(
+        .with_num_workers(0)
+        .with_devices(replicas)
+        .with_sync_bn(sync_bn);
+    let artifacts = std::env::temp_dir().join(format!(
+        "bn-parallel-run-{replicas}-{sync_bn}-{}",
+        std::process::id()
+    ));
+    let outcome = train(
         model,
-        BnLeNet::replica,
+        "BN-LeNet",
         &config,
-        parallelism,
         data.clone(),
         &device,
-        |_| {},
+        &artifacts,
+        false,
     )
-    .unwrap()
+    .unwrap();
+    std::fs::remove_dir_all(artifacts).ok();
+    outcome
 }
 
 /// Every BatchNorm's running mean, running variance and `num_batches_tracked`, in the order
@@ -111,8 +116,8 @@ fn two_synced_replicas_follow_one_device_and_plain_replicas_do_not() {
 
     // After the epoch, every BatchNorm's running statistics and count are one device's.
     let ((mean_var, counts), (synced_mean_var, synced_counts)) = (
-        running_stats(&single_run.model),
-        running_stats(&synced_run.model),
+        running_stats(&single_run.model.model),
+        running_stats(&synced_run.model.model),
     );
     // Four BatchNorms: 6 + 16 + 120 + 84 channels, a mean and a variance each; 8 batches.
     assert_eq!(mean_var.len(), 2 * (6 + 16 + 120 + 84));
@@ -122,7 +127,7 @@ fn two_synced_replicas_follow_one_device_and_plain_replicas_do_not() {
         .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
         .fold(0.0, f64::max);
     assert!(worst < 1e-5, "running statistics differ by {worst:e}");
-    let accuracy = |outcome: &ParallelOutcome<BnLeNet>| outcome.epochs[0].test_accuracy;
+    let accuracy = |outcome: &TrainOutcome<BnLeNet>| outcome.epochs[0].test_accuracy;
     let (one, two) = (accuracy(&single_run), accuracy(&synced_run));
     assert!((one - two).abs() <= 0.002, "test accuracy {one} vs {two}");
     std::fs::remove_dir_all(dir).ok();
@@ -133,19 +138,18 @@ fn too_small_slices_are_refused() {
     let (dir, data) = data("small");
     let device = Device::flex().autodiff();
     let model = BnLeNetConfig::new().init(&device);
-    let config = TrainConfig::new().with_batch_size(4).with_num_workers(0);
-    let parallelism = Parallelism {
-        replicas: 4,
-        sync_bn: false,
-    };
-    let err = train_data_parallel(
+    let config = TrainConfig::new()
+        .with_batch_size(4)
+        .with_num_workers(0)
+        .with_devices(4);
+    let err = train(
         model,
-        BnLeNet::replica,
+        "BN-LeNet",
         &config,
-        parallelism,
         data,
         &device,
-        |_| {},
+        &dir.join("run"),
+        false,
     )
     .err()
     .expect("one image per replica cannot give batch statistics");
