@@ -26,7 +26,7 @@ use serde_json::json;
 /// Plain BatchNorm, SyncBatchNorm and one device, on the same batches.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Training images (one epoch over the first N).
+    /// Training images (one epoch over the first N, rounded down to whole batches of 128).
     #[arg(long, default_value_t = 60_000)]
     limit_train: usize,
     /// Test images.
@@ -65,6 +65,16 @@ fn run(args: Args) -> Result<(), String> {
     let data = TrainTest::load(&dir).map_err(|e| e.to_string())?;
     let device = device.autodiff();
 
+    // Whole batches of 128 for every run: the data-parallel engine drops a short last batch,
+    // and the shuffle depends on how many images there are, so every run must train on the
+    // same number for their batches to be the same.
+    let limit_train = args.limit_train / 128 * 128;
+    if limit_train == 0 {
+        return Err(format!(
+            "--limit-train {} is less than one batch of 128 (part 2's batch)",
+            args.limit_train
+        ));
+    }
     let train = |name: &str, batch: usize, lr: f64, replicas: usize, sync_bn: bool| {
         println!("\n== {name}");
         let config = TrainConfig::new()
@@ -73,7 +83,7 @@ fn run(args: Args) -> Result<(), String> {
             .with_lr(lr)
             .with_schedule(LrSchedule::Constant)
             .with_seed(args.seed)
-            .with_limit_train(Some(args.limit_train))
+            .with_limit_train(Some(limit_train))
             .with_limit_test(Some(args.limit_test))
             .with_devices(replicas)
             .with_sync_bn(sync_bn);
@@ -163,6 +173,7 @@ fn run(args: Args) -> Result<(), String> {
             json!({
                 "run": r.name,
                 "test_accuracy": accuracy(r),
+                "train_loss": r.outcome.report.final_train_loss,
                 "images_per_second": r.outcome.report.images_per_second,
                 "seconds": r.seconds,
                 "step_losses": r.outcome.step_losses,
@@ -170,6 +181,8 @@ fn run(args: Args) -> Result<(), String> {
         })
         .collect();
     let numbers = json!({
+        "backend": format!("{device:?}"),
+        "train_images": limit_train,
         "runs": runs,
         "max_step_loss_diff": {
             "sync_4x4_vs_single_16": sync_vs_single,
