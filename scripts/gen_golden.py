@@ -9,7 +9,8 @@ JSON layout (see also the "format" field written into the file):
   "cases": [
     {
       "name": str, "layer": "BatchNorm1d" | "BatchNorm2d" | "BatchNorm3d" | "LayerNorm"
-               | "GroupNorm" | "InstanceNorm1d" | "InstanceNorm2d" | "InstanceNorm3d",
+               | "GroupNorm" | "InstanceNorm1d" | "InstanceNorm2d" | "InstanceNorm3d"
+               | "RMSNorm",
       "init_error": null | NormError kind (building the layer from config must fail),
       "config": {constructor kwargs; momentum may be null (= None)},
       "weight": T | null, "bias": T | null,          # parameters (constant for all steps)
@@ -55,6 +56,7 @@ LAYERS = {
     "InstanceNorm1d": nn.InstanceNorm1d,
     "InstanceNorm2d": nn.InstanceNorm2d,
     "InstanceNorm3d": nn.InstanceNorm3d,
+    "RMSNorm": nn.RMSNorm,
 }
 
 
@@ -77,9 +79,9 @@ def T(t):
 
 def make_module(layer, config):
     kw = dict(config)
-    if layer == "LayerNorm":
+    if layer in ("LayerNorm", "RMSNorm"):
         ns = kw.pop("normalized_shape")
-        return nn.LayerNorm(ns, **kw)
+        return LAYERS[layer](ns, **kw)
     if layer == "GroupNorm":
         return nn.GroupNorm(kw.pop("num_groups"), kw.pop("num_channels"), **kw)
     return LAYERS[layer](kw.pop("num_features"), **kw)
@@ -344,6 +346,22 @@ def main():
                            1: [((1, 1, 1), inf)]}))
     add(build_case("nonfinite_gn_groups", "GroupNorm", gn_cfg(2, 4), [("train", (3, 4, 3))], next(s),
                    poison={0: [((0, 1, 1), nan), ((1, 2, 0), inf), ((2, 3, 2), -inf)]}))
+
+    # ---------------- RMSNorm (the project's own, after the shared cases) ----------------
+    def rms_cfg(ns, eps=None, affine=True):
+        return {"normalized_shape": list(ns), "eps": eps, "elementwise_affine": affine}
+
+    add(build_case("rms_last1_eps_None_(4,3,5)", "RMSNorm", rms_cfg([5]),
+                   [("train", (4, 3, 5)), ("eval", (4, 3, 5))], next(s)))
+    add(build_case("rms_last2_eps1e-6_(4,3,5)", "RMSNorm", rms_cfg([3, 5], eps=1e-6),
+                   [("train", (4, 3, 5))], next(s)))
+    add(build_case("rms_last2_(2,3,4,4)", "RMSNorm", rms_cfg([4, 4]), [("train", (2, 3, 4, 4))], next(s)))
+    add(build_case("rms_noaffine_(4,8)", "RMSNorm", rms_cfg([8], affine=False), [("train", (4, 8))], next(s)))
+    add(build_case("rms_eps0.1_unbatched_(6,)", "RMSNorm", rms_cfg([6], eps=0.1), [("train", (6,))], next(s),
+                   x_scale=0.2))
+    add(build_case("nonfinite_rms_rows", "RMSNorm", rms_cfg([5]), [("train", (3, 5))], next(s),
+                   poison={0: [((0, 2), nan), ((1, 4), inf)]}))
+    add(error_case("err_rms_shape", "RMSNorm", rms_cfg([5]), "train", (4, 3, 4), "NormalizedShapeMismatch"))
 
     doc = {
         "format": ("T = {shape, data(row-major flat float64)}. Each case: layer, config (PyTorch ctor kwargs; "

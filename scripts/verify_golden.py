@@ -119,6 +119,21 @@ def run_step(layer, cfg, state, w, b, mode, x, up):
         if unbatched:
             y, dx = y[0], dx[0]
         out.update(y=y, dx=dx, dw=dw, db=db)
+    elif layer == "RMSNorm":
+        # y = x / sqrt(mean(x^2) + eps) * w over the trailing dims; eps None = finfo(float64).eps.
+        ns = cfg["normalized_shape"]
+        k = len(ns)
+        M = int(np.prod(ns))
+        e = np.finfo(np.float64).eps if eps is None else eps
+        xr = x.reshape(-1, M)
+        r = 1.0 / np.sqrt((xr * xr).mean(1) + e)
+        xhat = (xr * r[:, None]).reshape(x.shape)
+        wf = np.ones(ns) if w is None else w
+        g = (up * wf).reshape(-1, M)
+        # d(x_j r)/dx: r g_j - x_j r^3 (g . x) / M
+        dx = r[:, None] * g - xr * (r ** 3)[:, None] * (g * xr).sum(1, keepdims=True) / M
+        red = tuple(range(x.ndim - k))
+        out.update(y=xhat * wf, dx=dx.reshape(x.shape), dw=(up * xhat).sum(red), db=None)
     else:
         raise ValueError(layer)
     return out

@@ -4,7 +4,8 @@
 //! The file is written by `scripts/gen_golden.py` from PyTorch 2.15 in float64 (outputs,
 //! gradients and running statistics) and re-derived in numpy by `verify_golden.py`. It holds
 //! every case of `shared/conformance/golden.json` unchanged (CI checks that) and, after them,
-//! the `nonfinite_*` cases: NaN and infinities in inputs and running statistics.
+//! the project's own: the `nonfinite_*` cases (NaN and infinities in inputs and running
+//! statistics) and the `rms_*` cases of `RMSNorm`.
 
 mod common;
 

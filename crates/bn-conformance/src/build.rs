@@ -4,7 +4,7 @@
 
 use bn_layers::{
     BatchCounter, BatchNormConfig, ComputePath, GroupNormConfig, InputRank, InstanceNormConfig,
-    LayerNormConfig, NormError, RunningStats,
+    LayerNormConfig, NormError, RmsNormConfig, RunningStats,
 };
 use bn_models::Norm;
 use burn::module::{Param, RunningState};
@@ -110,7 +110,8 @@ impl<'a> Kwargs<'a> {
 }
 
 /// Builds the layer of `case` on `device`: `BatchNorm1d/2d/3d` as [`Norm::Batch`],
-/// `InstanceNorm1d/2d/3d` as [`Norm::Instance`], `LayerNorm` and `GroupNorm`. The outer error
+/// `InstanceNorm1d/2d/3d` as [`Norm::Instance`], `LayerNorm`, `GroupNorm` and `RMSNorm`
+/// (which has no compute path of its own). The outer error
 /// is a problem with the case itself (unknown layer or key); the inner one is the layer
 /// refusing its configuration.
 pub fn build(
@@ -167,6 +168,13 @@ pub fn build(
             kw.finish()?;
             config.try_init(device).map(Norm::Group)
         }
+        "RMSNorm" => {
+            let config = RmsNormConfig::new(kw.shape("normalized_shape")?)
+                .with_eps(kw.opt_f64_or("eps", None)?)
+                .with_elementwise_affine(kw.bool_or("elementwise_affine", true)?);
+            kw.finish()?;
+            config.try_init(device).map(Norm::Rms)
+        }
         other => return Err(format!("unknown layer '{other}'")),
     };
     Ok(layer)
@@ -183,7 +191,13 @@ pub fn load_initial_state(layer: &mut Norm, case: &Case, device: &Device) -> Res
     };
     let (gamma, beta) = params_mut(layer)?;
     set_param(gamma, case.weight.as_ref(), "weight", &tensor)?;
-    set_param(beta, case.bias.as_ref(), "bias", &tensor)?;
+    match beta {
+        Some(beta) => set_param(beta, case.bias.as_ref(), "bias", &tensor)?,
+        None if case.bias.is_some() => {
+            return Err("the case gives a bias but the layer has none".into());
+        }
+        None => {}
+    }
     if let Some(running) = running_mut(layer)? {
         if let Some(value) = &case.initial_running_mean {
             running.mean = RunningState::new(tensor(value, "initial_running_mean")?);
@@ -207,6 +221,7 @@ pub fn params(layer: &Norm) -> (Option<&Param<Tensor<1>>>, Option<&Param<Tensor<
         Norm::Instance(l) => (l.gamma.as_ref(), l.beta.as_ref()),
         Norm::Sync(l) => (l.bn.gamma.as_ref(), l.bn.beta.as_ref()),
         Norm::Burn(l) => (Some(&l.gamma), Some(&l.beta)),
+        Norm::Rms(l) => (l.gamma.as_ref(), None),
     }
 }
 
@@ -217,7 +232,7 @@ pub fn running_state(layer: &Norm) -> (Option<Tensor<1>>, Option<Tensor<1>>, Opt
         Norm::Sync(l) => (l.bn.running_stats(), l.bn.num_batches_tracked()),
         Norm::Instance(l) => (l.running_stats(), l.num_batches_tracked()),
         Norm::Burn(l) => (Some((l.running_mean.value(), l.running_var.value())), None),
-        Norm::Layer(_) | Norm::Group(_) => (None, None),
+        Norm::Layer(_) | Norm::Group(_) | Norm::Rms(_) => (None, None),
     };
     match stats {
         Some((mean, var)) => (Some(mean), Some(var), count),
@@ -227,13 +242,15 @@ pub fn running_state(layer: &Norm) -> (Option<Tensor<1>>, Option<Tensor<1>>, Opt
 
 type ParamSlot<'a> = &'a mut Option<Param<Tensor<1>>>;
 
-fn params_mut(layer: &mut Norm) -> Result<(ParamSlot<'_>, ParamSlot<'_>), String> {
+/// The `weight` slot and, where the layer kind has one, the `bias` slot.
+fn params_mut(layer: &mut Norm) -> Result<(ParamSlot<'_>, Option<ParamSlot<'_>>), String> {
     match layer {
-        Norm::Batch(l) => Ok((&mut l.gamma, &mut l.beta)),
-        Norm::Layer(l) => Ok((&mut l.gamma, &mut l.beta)),
-        Norm::Group(l) => Ok((&mut l.gamma, &mut l.beta)),
-        Norm::Instance(l) => Ok((&mut l.gamma, &mut l.beta)),
-        Norm::Sync(l) => Ok((&mut l.bn.gamma, &mut l.bn.beta)),
+        Norm::Batch(l) => Ok((&mut l.gamma, Some(&mut l.beta))),
+        Norm::Layer(l) => Ok((&mut l.gamma, Some(&mut l.beta))),
+        Norm::Group(l) => Ok((&mut l.gamma, Some(&mut l.beta))),
+        Norm::Instance(l) => Ok((&mut l.gamma, Some(&mut l.beta))),
+        Norm::Sync(l) => Ok((&mut l.bn.gamma, Some(&mut l.bn.beta))),
+        Norm::Rms(l) => Ok((&mut l.gamma, None)),
         Norm::Burn(_) => Err(NOT_BUILT.into()),
     }
 }
@@ -244,7 +261,7 @@ fn running_mut(layer: &mut Norm) -> Result<Option<&mut RunningStats>, String> {
         Norm::Batch(l) => Ok(l.running.as_mut()),
         Norm::Sync(l) => Ok(l.bn.running.as_mut()),
         Norm::Instance(l) => Ok(l.running.as_mut()),
-        Norm::Layer(_) | Norm::Group(_) => Ok(None),
+        Norm::Layer(_) | Norm::Group(_) | Norm::Rms(_) => Ok(None),
         Norm::Burn(_) => Err(NOT_BUILT.into()),
     }
 }

@@ -6,6 +6,7 @@
 //! | [`BatchNorm`] | `nn.BatchNorm1d/2d/3d` | channel | batch and spatial positions |
 //! | [`BatchNormAct`] | BatchNorm then `nn.ReLU`/`nn.Sigmoid` (timm's `BatchNormAct2d`), one op | channel | batch and spatial positions |
 //! | [`LayerNorm`] | `nn.LayerNorm` | leading index | the trailing `normalized_shape` |
+//! | [`RmsNorm`] | `nn.RMSNorm` (mean square only, no shift) | leading index | the trailing `normalized_shape` |
 //! | [`GroupNorm`] | `nn.GroupNorm` | (sample, group) | the group's channels and positions |
 //! | [`InstanceNorm`] | `nn.InstanceNorm1d/2d/3d` | (sample, channel) | spatial positions |
 //! | [`SyncBatchNorm`] | `nn.SyncBatchNorm` | channel | every replica's batch and positions |
@@ -26,6 +27,7 @@
 //! | `InstanceNormConfig::num_features` | `num_channels` |
 //! | `LayerNormConfig::normalized_shape: Vec<usize>`, `elementwise_affine`, `bias` | `d_model: usize`, always affine, `bias` |
 //! | GroupNorm: `num_groups`, `num_channels`, `affine` | the same |
+//! | `RmsNormConfig::normalized_shape`, `eps: Option<f64>` (`None`: the input type's machine epsilon), `elementwise_affine` | `d_model`, `epsilon` (1e-5), always affine |
 //!
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward
@@ -76,6 +78,7 @@ mod kernels;
 mod layer_norm;
 mod params;
 mod rank;
+mod rms_norm;
 mod running;
 mod sync;
 mod training;
@@ -95,6 +98,7 @@ pub use instance_norm::{InstanceNorm, InstanceNormConfig};
 pub use kernels::{NormGradKernels, NormKernels, has_kernels};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use rank::InputRank;
+pub use rms_norm::{RmsNorm, RmsNormConfig};
 pub use running::RunningStats;
 pub use sync::{Replica, ReplicaGroup, ReplicaSumBackend, StatsReducer, SyncBatchNorm};
 pub use training::{TrainingMode, set_training};

@@ -47,8 +47,8 @@ fn unfoldable(into: &'static str, norm: &Norm) -> NormError {
              keeps a biased running variance and is not supported"
         }
         _ => {
-            "only BatchNorm folds: GroupNorm, LayerNorm and InstanceNorm normalize with \
-             statistics of each input, also in evaluation mode"
+            "only BatchNorm folds: GroupNorm, LayerNorm, InstanceNorm and RMSNorm normalize \
+             with statistics of each input, also in evaluation mode"
         }
     };
     NormError::NotFoldable {

@@ -139,8 +139,8 @@ impl ImageClassifier for BnLeNet {
     }
 
     /// # Panics
-    /// If `self` is already synchronized, or holds a [`Norm::Instance`] that no [`NormKind`]
-    /// builds.
+    /// If `self` is already synchronized, or holds a [`Norm::Instance`] or [`Norm::Rms`] that
+    /// no [`NormKind`] builds.
     fn replica(&self, sync: Option<&Replica>) -> Option<Self> {
         let device = self.conv1.weight.val().device();
         let copy = BnLeNetConfig::new()

@@ -2,7 +2,7 @@
 
 use bn_layers::{
     Activation, BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, InstanceNorm, LayerNorm,
-    LayerNormConfig, NormError, Replica, SyncBatchNorm,
+    LayerNormConfig, NormError, Replica, RmsNorm, SyncBatchNorm,
 };
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -105,8 +105,9 @@ impl std::str::FromStr for NormKind {
 /// runner builds from a golden case.
 ///
 /// [`NormKind`] builds the first four; [`Norm::Sync`] is a [`Norm::Batch`] made a replica
-/// by data-parallel training, and [`Norm::Instance`] is for a user's own networks (after a
-/// linear layer it would normalize each single value to zero, so no `NormKind` builds it).
+/// by data-parallel training, and [`Norm::Instance`] and [`Norm::Rms`] are for a user's own
+/// networks (no `NormKind` builds them: after a linear layer InstanceNorm would normalize
+/// each single value to zero).
 #[derive(Module, Debug)]
 pub enum Norm {
     /// PyTorch-exact batch normalization.
@@ -121,6 +122,8 @@ pub enum Norm {
     Sync(SyncBatchNorm),
     /// Instance normalization.
     Instance(InstanceNorm),
+    /// Root-mean-square normalization.
+    Rms(RmsNorm),
 }
 
 impl Norm {
@@ -136,6 +139,7 @@ impl Norm {
             Norm::Layer(layer) => layer.forward(x),
             Norm::Sync(layer) => layer.forward(x),
             Norm::Instance(layer) => layer.forward(x),
+            Norm::Rms(layer) => layer.forward(x),
         }
     }
 
@@ -152,6 +156,7 @@ impl Norm {
             Norm::Layer(layer) => layer.try_forward(x),
             Norm::Sync(layer) => layer.try_forward(x),
             Norm::Instance(layer) => layer.try_forward(x),
+            Norm::Rms(layer) => layer.try_forward(x),
         }
     }
 
@@ -168,7 +173,8 @@ impl Norm {
         }
     }
 
-    /// The learned scale and shift (`γ`, `β`), flattened, where the layer has both.
+    /// The learned scale and shift (`γ`, `β`), flattened, where the layer has both (RMSNorm
+    /// has no shift).
     pub fn affine(&self) -> Option<(Tensor<1>, Tensor<1>)> {
         match self {
             Norm::Batch(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
@@ -177,6 +183,7 @@ impl Norm {
             Norm::Layer(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
             Norm::Sync(l) => Some((l.bn.gamma.as_ref()?.val(), l.bn.beta.as_ref()?.val())),
             Norm::Instance(l) => Some((l.gamma.as_ref()?.val(), l.beta.as_ref()?.val())),
+            Norm::Rms(_) => None,
         }
     }
 }
@@ -184,7 +191,7 @@ impl Norm {
 /// The kind that builds `norm`.
 ///
 /// # Panics
-/// On a synchronized or an instance normalization layer, which no [`NormKind`] builds.
+/// On a synchronized, instance or RMS normalization layer, which no [`NormKind`] builds.
 pub(crate) fn norm_kind(norm: &Option<Norm>) -> NormKind {
     match norm {
         None => NormKind::None,
@@ -194,6 +201,7 @@ pub(crate) fn norm_kind(norm: &Option<Norm>) -> NormKind {
         Some(Norm::Layer(_)) => NormKind::Layer,
         Some(Norm::Sync(_)) => panic!("a synchronized network is already a replica"),
         Some(Norm::Instance(_)) => panic!("no NormKind builds InstanceNorm"),
+        Some(Norm::Rms(_)) => panic!("no NormKind builds RMSNorm"),
     }
 }
 
