@@ -5,8 +5,9 @@ use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{Device, Tensor};
 
 use crate::display;
-use crate::error::{check_eps, check_nonzero};
+use crate::error::check_eps;
 use crate::functional;
+use crate::normalized_shape;
 use crate::{ComputePath, NormError, params};
 
 /// Configuration of a [`LayerNorm`] layer. Field names and defaults are PyTorch's.
@@ -103,17 +104,8 @@ impl LayerNormConfig {
     /// [`NormError::InvalidConfig`] when `normalized_shape` is empty or has a zero, or `eps`
     /// is negative or not finite.
     pub fn try_init(&self, device: &Device) -> Result<LayerNorm, NormError> {
-        if self.normalized_shape.is_empty() {
-            return Err(NormError::invalid_config(
-                "LayerNorm",
-                "normalized_shape must name at least one dimension",
-            ));
-        }
-        for &dim in &self.normalized_shape {
-            check_nonzero("LayerNorm", "every normalized_shape dimension", dim)?;
-        }
+        let size = normalized_shape::checked_size("LayerNorm", &self.normalized_shape)?;
         check_eps("LayerNorm", self.eps)?;
-        let size: usize = self.normalized_shape.iter().product();
         let affine = self.elementwise_affine;
         Ok(LayerNorm {
             gamma: affine.then(|| params::filled(size, 1.0, device)),
@@ -145,15 +137,7 @@ impl LayerNorm {
     /// `normalized_shape`.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
-        let k = self.normalized_shape.len();
-        if D < k || dims[D - k..] != self.normalized_shape[..] {
-            return Err(NormError::NormalizedShapeMismatch {
-                normalized_shape: self.normalized_shape.clone(),
-                shape: dims.to_vec(),
-            });
-        }
-        let size: usize = self.normalized_shape.iter().product();
-        let rows = dims[..D - k].iter().product::<usize>();
+        let (rows, size) = normalized_shape::rows_and_size(&dims, &self.normalized_shape)?;
         if rows == 0 {
             return Ok(input);
         }

@@ -76,6 +76,7 @@ mod group_norm;
 mod instance_norm;
 mod kernels;
 mod layer_norm;
+mod normalized_shape;
 mod params;
 mod rank;
 mod rms_norm;

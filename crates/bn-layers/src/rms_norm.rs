@@ -5,7 +5,8 @@ use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::tensor::{DType, Device, Tensor};
 
 use crate::display;
-use crate::error::{check_eps, check_nonzero};
+use crate::error::check_eps;
+use crate::normalized_shape;
 use crate::{NormError, params};
 
 /// Configuration of an [`RmsNorm`] layer. Field names and defaults are PyTorch's.
@@ -94,19 +95,10 @@ impl RmsNormConfig {
     /// [`NormError::InvalidConfig`] when `normalized_shape` is empty or has a zero, or `eps`
     /// is negative or not finite.
     pub fn try_init(&self, device: &Device) -> Result<RmsNorm, NormError> {
-        if self.normalized_shape.is_empty() {
-            return Err(NormError::invalid_config(
-                "RMSNorm",
-                "normalized_shape must name at least one dimension",
-            ));
-        }
-        for &dim in &self.normalized_shape {
-            check_nonzero("RMSNorm", "every normalized_shape dimension", dim)?;
-        }
+        let size = normalized_shape::checked_size("RMSNorm", &self.normalized_shape)?;
         if let Some(eps) = self.eps {
             check_eps("RMSNorm", eps)?;
         }
-        let size: usize = self.normalized_shape.iter().product();
         Ok(RmsNorm {
             gamma: self
                 .elementwise_affine
@@ -137,15 +129,7 @@ impl RmsNorm {
     /// `normalized_shape`.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
-        let k = self.normalized_shape.len();
-        if D < k || dims[D - k..] != self.normalized_shape[..] {
-            return Err(NormError::NormalizedShapeMismatch {
-                normalized_shape: self.normalized_shape.clone(),
-                shape: dims.to_vec(),
-            });
-        }
-        let size: usize = self.normalized_shape.iter().product();
-        let rows = dims[..D - k].iter().product::<usize>();
+        let (rows, size) = normalized_shape::rows_and_size(&dims, &self.normalized_shape)?;
         if rows == 0 {
             return Ok(input);
         }
