@@ -189,15 +189,15 @@ pub fn load_initial_state(layer: &mut Norm, case: &Case, device: &Device) -> Res
             device,
         ))
     };
+    let mut no_bias = None; // RMSNorm's: a case's bias then has nowhere to go
     let (gamma, beta) = params_mut(layer)?;
     set_param(gamma, case.weight.as_ref(), "weight", &tensor)?;
-    match beta {
-        Some(beta) => set_param(beta, case.bias.as_ref(), "bias", &tensor)?,
-        None if case.bias.is_some() => {
-            return Err("the case gives a bias but the layer has none".into());
-        }
-        None => {}
-    }
+    set_param(
+        beta.unwrap_or(&mut no_bias),
+        case.bias.as_ref(),
+        "bias",
+        &tensor,
+    )?;
     if let Some(running) = running_mut(layer)? {
         if let Some(value) = &case.initial_running_mean {
             running.mean = RunningState::new(tensor(value, "initial_running_mean")?);

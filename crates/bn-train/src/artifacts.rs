@@ -127,7 +127,8 @@ pub(crate) fn finish<M: Module + ModuleDisplay + bn_models::ImageClassifier>(
     device: &Device,
     artifacts: &Path,
 ) -> Result<Report, TrainError> {
-    write_metrics_csv(&artifacts.join("metrics.csv"), &run.epochs).map_err(io(artifacts))?;
+    let csv = artifacts.join("metrics.csv");
+    write_metrics_csv(&csv, &run.epochs).map_err(io(&csv))?;
     #[cfg(feature = "plots")]
     crate::plot::draw_curves(&artifacts.join("curves.svg"), model_name, &run.epochs)
         .map_err(|err| TrainError::Plot(err.to_string()))?;

@@ -4,10 +4,11 @@
 //! (`checkpoint/{model,optim,scheduler}-EPOCH.bpk`). [`AtomicCheckpointer`] writes each to
 //! `NAME-EPOCH.bpk.tmp`, syncs it to disk and renames it into place, so a file under its
 //! final name is always complete; an epoch counts as checkpointed once all three are there.
+//! `metrics.csv` is written the same way.
 //!
 //! For fault-injection tests, the environment variable [`PAUSE_ENV`] (milliseconds) makes
-//! every write pause halfway through its temporary file, long enough for a test to kill the
-//! process mid-write.
+//! every such write pause halfway through its temporary file, long enough for a test to kill
+//! the process mid-write.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,7 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
 }
 
 /// Writes `bytes` to `path.tmp`, syncs it, renames it to `path` and syncs the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
@@ -90,7 +91,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, path)?;
-    if let Some(directory) = path.parent() {
+    // A bare file name's parent is "": the current directory.
+    if let Some(directory) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::File::open(directory)?.sync_all()?;
     }
     Ok(())

@@ -1,9 +1,10 @@
 //! What a run writes besides checkpoints: `metrics.csv` and `report.json`.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_atomically;
 
 /// One epoch's mean training loss and accuracy (training mode) and test loss and accuracy
 /// (evaluation mode, running statistics).
@@ -60,21 +61,18 @@ pub struct Report {
     pub first_norm_beta: Option<Vec<f32>>,
 }
 
-/// Writes `epoch,train_loss,train_accuracy,test_loss,test_accuracy` rows.
+/// Writes `epoch,train_loss,train_accuracy,test_loss,test_accuracy` rows, atomically (a
+/// temporary file, synced, then renamed): a run killed while writing leaves the previous
+/// file, which the data-parallel engine reads back on `--resume`.
 pub fn write_metrics_csv(path: &Path, epochs: &[EpochMetrics]) -> std::io::Result<()> {
-    let mut out = std::fs::File::create(path)?;
-    writeln!(
-        out,
-        "epoch,train_loss,train_accuracy,test_loss,test_accuracy"
-    )?;
+    let mut text = String::from("epoch,train_loss,train_accuracy,test_loss,test_accuracy\n");
     for e in epochs {
-        writeln!(
-            out,
-            "{},{:.6},{:.6},{:.6},{:.6}",
+        text.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{:.6}\n",
             e.epoch, e.train_loss, e.train_accuracy, e.test_loss, e.test_accuracy
-        )?;
+        ));
     }
-    Ok(())
+    write_atomically(path, text.as_bytes())
 }
 
 /// Reads back what [`write_metrics_csv`] wrote (the data-parallel engine resumes its

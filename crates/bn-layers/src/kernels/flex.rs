@@ -162,7 +162,7 @@ fn batch_norm_fused_backward<E: FlexReal>(
     let m = (d.n * d.s) as f64;
     let x = contiguous(x);
     let input = values::<E>(&x);
-    let mut mean = to_f64::<E>(mean);
+    let mean = to_f64::<E>(mean);
     let rstd: Vec<f64> = to_f64::<E>(var)
         .iter()
         .map(|v| 1.0 / (v + epsilon).sqrt())
@@ -170,21 +170,21 @@ fn batch_norm_fused_backward<E: FlexReal>(
     let gamma = to_f64::<E>(gamma);
     let dy = contiguous(dy);
     let mut sums = cpu::channel_grad_sums(input, values::<E>(&dy), &mean, d);
-    if batch_stats {
-        // The batch mean was saved rounded to E; the sums restore it exactly.
-        mean = sums.recentre(&mean, m);
-    }
-    let (s1, s2) = (&sums.dy, &sums.dy_x);
-    // dx = γr·dy + (x - μ)·k_x + k_0, with k_x = -γr³ Σdy(x-μ)/m and k_0 = -γr Σdy/m when the
-    // statistics are the batch's (they depend on x); γr·dy alone when they are constants.
     let k_dy: Vec<f64> = gamma.iter().zip(&rstd).map(|(g, r)| g * r).collect();
-    let (k_x, k_0): (Vec<f64>, Vec<f64>) = (0..d.c)
-        .map(|ch| {
-            let r = rstd[ch];
-            (-k_dy[ch] * r * r * s2[ch] / m, -k_dy[ch] * s1[ch] / m)
-        })
-        .unzip();
     let dx = if batch_stats {
+        // The batch mean was saved rounded to E; the sums restore it exactly.
+        let mean = sums.recentre(&mean, m);
+        // dx = γr·dy + (x - μ)·k_x + k_0, with k_x = -γr³ Σdy(x-μ)/m and k_0 = -γr Σdy/m:
+        // the statistics are the batch's, so they depend on x.
+        let (k_x, k_0): (Vec<f64>, Vec<f64>) = (0..d.c)
+            .map(|ch| {
+                let r = rstd[ch];
+                (
+                    -k_dy[ch] * r * r * sums.dy_x[ch] / m,
+                    -k_dy[ch] * sums.dy[ch] / m,
+                )
+            })
+            .unzip();
         let k = ChannelGrad::<E>::new(&mean, &k_dy, &k_x, &k_0);
         write_over::<E>(dy, |out, dy| cpu::apply_channel_grad(out, input, dy, d, &k))
     } else {
@@ -194,6 +194,7 @@ fn batch_norm_fused_backward<E: FlexReal>(
         let k = ChannelAffine::<E>::new(&zeros, &k_dy, &zeros, None);
         write_over::<E>(dy, |out, dy| cpu::apply_channel_affine(out, dy, d, &k))
     };
+    let (s1, s2) = (&sums.dy, &sums.dy_x);
     let dgamma: Vec<f64> = s2.iter().zip(&rstd).map(|(s, r)| s * r).collect();
     (dx, tensor_f64::<E>(&dgamma), tensor_f64::<E>(s1))
 }

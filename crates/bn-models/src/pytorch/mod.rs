@@ -17,6 +17,10 @@
 //! checked against the model before anything is loaded, so a missing key, an unexpected key,
 //! a wrong shape or a checkpoint of another class is an [`InteropError`] that names it.
 
+mod error;
+
+pub use error::InteropError;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -27,10 +31,6 @@ use burn::store::{
     bridge,
 };
 use burn::tensor::{DType, TensorData};
-
-mod error;
-
-pub use error::InteropError;
 
 /// What a top-level layer of the model is, which decides how its tensors convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
