@@ -6,7 +6,8 @@
 
 mod main_job;
 
-use std::io::{BufRead, BufReader};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bn_models::{BnLeNet, BnLeNetConfig};
 use bn_train::data::write_synthetic;
-use bn_train::{Classifier, PAUSE_ENV, last_checkpoint};
+use bn_train::{Classifier, last_checkpoint};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor};
 use main_job::*;
@@ -72,6 +73,37 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Creates a named pipe at `path` (which must not exist yet) with coreutils' `mkfifo`.
+fn make_fifo(path: &Path) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .output()
+        .expect("mkfifo runs");
+    assert!(
+        made.status.success(),
+        "mkfifo {}: {} (did the run write it before the test could?)",
+        path.display(),
+        text(&made.stderr)
+    );
+}
+
+/// Opens the FIFO at `path` once a writer does (within 300 s) and reads `bytes` of what it
+/// writes; the pipe stays open, so the writer blocks on the rest.
+fn read_part_of(path: &Path, bytes: usize) -> (Vec<u8>, File) {
+    let (sender, receiver) = channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut fifo = File::open(&path).expect("the FIFO opens");
+        let mut written = vec![0; bytes];
+        fifo.read_exact(&mut written)
+            .expect("the writer sends that much");
+        sender.send((written, fifo)).ok();
+    });
+    receiver
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the run starts writing epoch 2's model checkpoint within 300 s")
 }
 
 /// Every float and integer tensor of the model in `checkpoint`, in order.
@@ -147,25 +179,31 @@ fn killed_runs_resume_to_exactly_the_uninterrupted_result() {
     running.kill();
     resume_to_the_reference(&data, &artifacts, &reference);
 
-    // 2. SIGKILL while epoch 2's model checkpoint is half written.
+    // 2. SIGKILL while epoch 2's model checkpoint is half written. The test stands in for
+    // the disk: a FIFO under the temporary file's name, which it stops reading partway, so
+    // the write blocks until the kill.
     let artifacts = temp_dir("kill-mid-write");
     let ckpt = artifacts.join("checkpoint");
-    let mut slow = command(&data, &artifacts, &RECIPE);
-    slow.env(PAUSE_ENV, "2000");
-    let running = Running::start(slow);
-    wait_until("epoch 2's model checkpoint is being written", || {
-        ckpt.join("model-2.bpk.tmp").is_file() && last_checkpoint(&artifacts) == Some(1)
+    let running = Running::start(command(&data, &artifacts, &RECIPE));
+    wait_until("epoch 1 is checkpointed", || {
+        last_checkpoint(&artifacts) == Some(1)
     });
+    let temporary = ckpt.join("model-2.bpk.tmp");
+    make_fifo(&temporary);
+    let (written, fifo) = read_part_of(&temporary, 16 * 1024);
+    assert_eq!(last_checkpoint(&artifacts), Some(1));
     running.kill();
-    let full = std::fs::metadata(reference.join("checkpoint/model-3.bpk"))
-        .unwrap()
-        .len();
-    let partial = std::fs::metadata(ckpt.join("model-2.bpk.tmp"))
+    drop(fifo);
+    // What a kill leaves on a real disk: the bytes written so far, under the temporary name.
+    std::fs::remove_file(&temporary).unwrap();
+    std::fs::write(&temporary, &written).unwrap();
+    let full = std::fs::metadata(reference.join("checkpoint/model-2.bpk"))
         .unwrap()
         .len();
     assert!(
-        partial < full,
-        "the write was not interrupted: {partial} of {full} bytes"
+        (written.len() as u64) < full,
+        "the write was not interrupted: {} of {full} bytes",
+        written.len()
     );
     assert!(!ckpt.join("model-2.bpk").exists());
     assert_eq!(last_checkpoint(&artifacts), Some(1));

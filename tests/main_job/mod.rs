@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bn_train::PAUSE_ENV;
-
 /// The example binary beside this test binary (`target/release/deps/main_job_*-*`).
 pub fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -38,7 +36,6 @@ pub fn command(data: &Path, artifacts: &Path, extra: &[&str]) -> Command {
         .arg("--artifact-dir")
         .arg(artifacts)
         .args(extra)
-        .env_remove(PAUSE_ENV)
         .env("RUST_BACKTRACE", "1");
     command
 }

@@ -5,22 +5,14 @@
 //! `NAME-EPOCH.bpk.tmp`, syncs it to disk and renames it into place, so a file under its
 //! final name is always complete; an epoch counts as checkpointed once all three are there.
 //! `metrics.csv` is written the same way.
-//!
-//! For fault-injection tests, the environment variable [`PAUSE_ENV`] (milliseconds) makes
-//! every such write pause halfway through its temporary file, long enough for a test to kill
-//! the process mid-write.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
-
-/// Milliseconds every checkpoint write pauses halfway (fault-injection tests only).
-pub const PAUSE_ENV: &str = "BN_TRAIN_CHECKPOINT_WRITE_PAUSE_MS";
 
 /// The three records burn-train keeps per epoch.
 const RECORDS: [&str; 3] = ["model", "optim", "scheduler"];
@@ -81,13 +73,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
     let mut file = std::fs::File::create(&temporary)?;
-    let (first, second) = bytes.split_at(bytes.len() / 2);
-    file.write_all(first)?;
-    if let Some(pause) = write_pause() {
-        file.flush()?;
-        std::thread::sleep(pause);
-    }
-    file.write_all(second)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, path)?;
@@ -96,11 +82,6 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
         std::fs::File::open(directory)?.sync_all()?;
     }
     Ok(())
-}
-
-fn write_pause() -> Option<Duration> {
-    let millis = std::env::var(PAUSE_ENV).ok()?.parse().ok()?;
-    Some(Duration::from_millis(millis))
 }
 
 /// The last epoch with all three records (model, optimizer, scheduler) in

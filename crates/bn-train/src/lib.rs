@@ -22,7 +22,7 @@ mod report;
 pub mod rules;
 mod train;
 
-pub use checkpoint::{AtomicCheckpointer, PAUSE_ENV, check_checkpoint, last_checkpoint};
+pub use checkpoint::{AtomicCheckpointer, check_checkpoint, last_checkpoint};
 pub use classifier::Classifier;
 pub use config::{LrSchedule, OptimizerKind, TrainConfig};
 pub use divergence::{Divergence, DivergenceGuard};
