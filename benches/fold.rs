@@ -9,11 +9,15 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use bn_models::{BnLeNetConfig, FoldBatchNorm, ImageClassifier, MlpWithBnConfig};
+use bn_models::{BnLeNetConfig, Classify, FoldBatchNorm, MlpWithBnConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
-fn bench_pair<M: ImageClassifier + FoldBatchNorm>(c: &mut Criterion, name: &str, model: M) {
+fn bench_pair<M: Classify<Input = Tensor<4>> + FoldBatchNorm>(
+    c: &mut Criterion,
+    name: &str,
+    model: M,
+) {
     let device = Device::flex();
     let folded = model
         .fold_batchnorm()

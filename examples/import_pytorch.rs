@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use bn_models::pytorch::{load_state_dict, save_safetensors};
 use bn_models::{
-    BnLeNet, BnLeNetConfig, FoldBatchNorm, ImageClassifier, MlpWithBn, MlpWithBnConfig,
-    PytorchStateDict,
+    BnLeNet, BnLeNetConfig, Classify, FoldBatchNorm, MlpWithBn, MlpWithBnConfig, PytorchStateDict,
 };
 use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
@@ -93,7 +92,7 @@ fn import_and_evaluate<M>(
     device: &Device,
 ) -> Result<(), String>
 where
-    M: PytorchStateDict + ImageClassifier + FoldBatchNorm,
+    M: PytorchStateDict + Classify<Input = Tensor<4>> + FoldBatchNorm,
 {
     let model = load_state_dict(model, &args.weights)
         .map_err(|e| e.to_string())?
@@ -154,7 +153,11 @@ where
 }
 
 /// The median wall time of one forward pass (read back to the host) over `reps` runs.
-fn median_forward_ms<M: ImageClassifier>(model: &M, images: &Tensor<4>, reps: usize) -> f64 {
+fn median_forward_ms<M: Classify<Input = Tensor<4>>>(
+    model: &M,
+    images: &Tensor<4>,
+    reps: usize,
+) -> f64 {
     for _ in 0..3 {
         let _ = model.classify(images.clone()).into_data();
     }

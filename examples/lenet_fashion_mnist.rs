@@ -16,7 +16,9 @@ use std::process::ExitCode;
 
 use bn_models::{BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, locate};
-use bn_train::{LrSchedule, OptimizerKind, TrainConfig, last_checkpoint, metrics_table, train};
+use bn_train::{
+    LrSchedule, OptimizerKind, RunOptions, TrainConfig, last_checkpoint, metrics_table, train,
+};
 use burn_batchnorm::cli::{announce_device, exit_code};
 use burn_batchnorm::{BackendKind, cli, run_on_cpu_pool};
 use clap::Parser;
@@ -144,7 +146,10 @@ fn run(args: Args) -> Result<(), String> {
         data,
         &device,
         &artifacts,
-        args.resume,
+        RunOptions {
+            resume: args.resume,
+            ..RunOptions::default()
+        },
     )
     .map_err(|e| e.to_string())?;
 

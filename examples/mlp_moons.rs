@@ -6,17 +6,18 @@
 //! ```text
 //! cargo run --release --example mlp_moons [-- --seed 42]
 //! ```
-//! Writes `moons.svg` and `moons.json` to `artifacts/mlp_moons/` (or `--artifact-dir`).
+//! Every run trains on `bn_train::train`, the main job's pipeline, and evaluates all points
+//! in evaluation mode after each epoch. Writes `moons.svg` and `moons.json` to
+//! `artifacts/mlp_moons/` (or `--artifact-dir`), and each run's artifacts (`config.json`,
+//! checkpoints, `metrics.csv`, `report.json`) under its `runs/` folder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bn_models::{MoonsMlp, MoonsMlpConfig, NormKind};
-use bn_train::data::{Moons, NumpyRandomState, make_moons};
-use bn_train::{Line, Panel, correct_predictions, cross_entropy};
-use burn::module::Module;
-use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use bn_models::{MoonsMlpConfig, NormKind};
+use bn_train::data::{Moons, TrainTest, make_moons};
+use bn_train::{Line, LrSchedule, Panel, RunOptions, TrainConfig, train};
+use burn::tensor::Device;
 use burn_batchnorm::cli::{announce_device, exit_code, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
@@ -104,12 +105,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut runs = Vec::new();
     for lr in LEARNING_RATES {
         for bn in [false, true] {
-            // The same seed before each model, so both variants start from the same Linear
-            // weights (BatchNorm draws no random numbers), as in moons.py.
-            device.seed(u64::from(args.seed));
-            let norm = if bn { NormKind::Batch } else { NormKind::None };
-            let model = MoonsMlpConfig::new().with_norm(norm).init(&device);
-            let (losses, accuracy) = train(model, &moons, lr, args.epochs, args.seed, &device);
+            let (losses, accuracy) = train_moons(bn, &moons, lr, seed, &args, &device)?;
             runs.push(Run {
                 lr,
                 bn,
@@ -152,7 +148,7 @@ fn run(args: Args) -> Result<(), String> {
         );
     }
 
-    let robustness = repeat_small_lr(&moons, &args, &device);
+    let robustness = repeat_small_lr(&moons, &args, &device)?;
     println!(
         "lr=1e-4 over {} more seeds: BN lowered the loss more in {}/{} runs (mean drop {:.4} with BN, {:.4} without)",
         args.repeats,
@@ -203,7 +199,7 @@ struct Robustness {
     mean_drop_plain: f64,
 }
 
-fn repeat_small_lr(moons: &Moons, args: &Args, device: &Device) -> Robustness {
+fn repeat_small_lr(moons: &Moons, args: &Args, device: &Device) -> Result<Robustness, String> {
     let lr = LEARNING_RATES[0];
     let mut result = Robustness {
         bn_wins: 0,
@@ -211,18 +207,16 @@ fn repeat_small_lr(moons: &Moons, args: &Args, device: &Device) -> Robustness {
         mean_drop_plain: 0.0,
     };
     for seed in (1..=args.repeats).map(|i| args.seed.wrapping_add(i)) {
-        let drop = |norm: NormKind| {
-            device.seed(u64::from(seed));
-            let model = MoonsMlpConfig::new().with_norm(norm).init(device);
-            let (losses, _) = train(model, moons, lr, args.epochs, seed, device);
-            losses[0] - losses[losses.len() - 1]
+        let drop = |bn: bool| -> Result<f64, String> {
+            let (losses, _) = train_moons(bn, moons, lr, seed, args, device)?;
+            Ok(losses[0] - losses[losses.len() - 1])
         };
-        let (bn, plain) = (drop(NormKind::Batch), drop(NormKind::None));
+        let (bn, plain) = (drop(true)?, drop(false)?);
         result.bn_wins += u32::from(bn > plain);
         result.mean_drop_bn += bn / f64::from(args.repeats.max(1));
         result.mean_drop_plain += plain / f64::from(args.repeats.max(1));
     }
-    result
+    Ok(result)
 }
 
 fn epochs(losses: &[f64]) -> Vec<(f64, f64)> {
@@ -233,48 +227,60 @@ fn epochs(losses: &[f64]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// SGD on shuffled batches of 32 (the last one has 8 points); returns the per-epoch mean of
-/// the batch losses and the evaluation-mode accuracy on all points.
-fn train(
-    mut model: MoonsMlp,
+/// One run of `MoonsMlp` (with BatchNorm when `bn`) on `bn_train::train`: plain SGD at `lr`,
+/// batches of 32 (the last one has 8 points), `seed` fixing the initialization and the
+/// shuffling, every point evaluated after each epoch. The same seed before each model gives
+/// both variants the same Linear weights (BatchNorm draws no random numbers), as in
+/// moons.py. Returns the per-epoch mean of the batch losses (moons.py's
+/// `epoch_loss_mean_of_batches`) and the final evaluation-mode accuracy on all points.
+fn train_moons(
+    bn: bool,
     moons: &Moons,
     lr: f64,
-    epochs: usize,
     seed: u32,
+    args: &Args,
     device: &Device,
-) -> (Vec<f64>, f64) {
-    let mut optimizer = SgdConfig::new().init();
-    let mut order: Vec<usize> = (0..moons.points.len()).collect();
-    let mut shuffler = NumpyRandomState::new(seed);
-    let mut losses = Vec::with_capacity(epochs);
-    for _ in 0..epochs {
-        shuffler.shuffle(&mut order);
-        let mut total = 0.0;
-        let batches = order.chunks(BATCH).len();
-        for batch in order.chunks(BATCH) {
-            let (points, labels) = tensors(moons, batch, device);
-            let loss = cross_entropy(model.forward(points), labels);
-            total += loss.clone().into_scalar::<f64>();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
-        }
-        losses.push(total / batches as f64);
-    }
-    let eval = model.valid();
-    let all: Vec<usize> = (0..moons.points.len()).collect();
-    let (points, labels) = tensors(moons, &all, &device.clone().inner());
-    let correct = correct_predictions(eval.forward(points), labels);
-    (losses, correct as f64 / all.len() as f64)
+) -> Result<(Vec<f64>, f64), String> {
+    let norm = if bn { NormKind::Batch } else { NormKind::None };
+    device.seed(u64::from(seed));
+    let model = MoonsMlpConfig::new().with_norm(norm).init(device);
+    let config = TrainConfig::new()
+        .with_epochs(args.epochs)
+        .with_batch_size(BATCH)
+        .with_lr(lr)
+        .with_momentum(0.0)
+        .with_schedule(LrSchedule::Constant)
+        .with_norm(norm)
+        .with_seed(u64::from(seed))
+        .with_num_workers(0);
+    let data = TrainTest {
+        train: moons.clone(),
+        test: moons.clone(),
+    };
+    let dir = run_dir(&args.artifact_dir, lr, bn, seed);
+    let outcome = train(
+        model,
+        "MoonsMlp",
+        &config,
+        data,
+        device,
+        &dir,
+        RunOptions::quiet(),
+    )
+    .map_err(|err| format!("{}: {err}", dir.display()))?;
+    let steps_per_epoch = moons.points.len().div_ceil(BATCH);
+    let losses = outcome
+        .step_losses
+        .chunks(steps_per_epoch)
+        .map(|epoch| epoch.iter().sum::<f64>() / epoch.len() as f64)
+        .collect();
+    Ok((losses, outcome.report.final_test_accuracy))
 }
 
-fn tensors(moons: &Moons, indices: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
-    let coords: Vec<f32> = indices
-        .iter()
-        .flat_map(|&i| moons.points[i].map(|c| c as f32))
-        .collect();
-    let labels: Vec<i64> = indices.iter().map(|&i| moons.labels[i] as i64).collect();
-    (
-        Tensor::from_data(TensorData::new(coords, [indices.len(), 2]), device),
-        Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
-    )
+/// `runs/lr<lr>-<bn|plain>-seed<seed>` under the artifact directory.
+fn run_dir(artifacts: &Path, lr: f64, bn: bool, seed: u32) -> PathBuf {
+    let norm = if bn { "bn" } else { "plain" };
+    artifacts
+        .join("runs")
+        .join(format!("lr{lr}-{norm}-seed{seed}"))
 }

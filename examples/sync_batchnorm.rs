@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use bn_models::{BnLeNet, BnLeNetConfig};
 use bn_train::data::{TrainTest, locate};
-use bn_train::{Line, LrSchedule, Panel, TrainConfig, TrainOutcome};
+use bn_train::{Line, LrSchedule, Panel, RunOptions, TrainConfig, TrainOutcome};
 use burn_batchnorm::cli::{announce_device, exit_code, write_outputs};
 use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
@@ -95,8 +95,16 @@ fn run(args: Args) -> Result<(), String> {
             if sync_bn { "-sync" } else { "" }
         ));
         let started = std::time::Instant::now();
-        let outcome = bn_train::train(model, name, &config, data.clone(), &device, &run_dir, false)
-            .map_err(|e| e.to_string())?;
+        let outcome = bn_train::train(
+            model,
+            name,
+            &config,
+            data.clone(),
+            &device,
+            &run_dir,
+            RunOptions::default(),
+        )
+        .map_err(|e| e.to_string())?;
         let seconds = started.elapsed().as_secs_f64();
         let last = outcome.epochs.last().expect("one epoch");
         println!(

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use bn_models::pytorch::{load_state_dict, save_safetensors, state_dict_shapes};
 use bn_models::{
-    BnLeNet, BnLeNetConfig, FoldBatchNorm, ImageClassifier, InteropError, MlpWithBn,
-    MlpWithBnConfig, PytorchStateDict,
+    BnLeNet, BnLeNetConfig, Classify, FoldBatchNorm, InteropError, MlpWithBn, MlpWithBnConfig,
+    PytorchStateDict,
 };
 use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
@@ -46,7 +46,7 @@ fn test_split() -> FashionMnist {
 }
 
 /// Checks the logits to 1e-4 and the accuracy exactly (as a count of correct images).
-fn assert_matches_pytorch<M: ImageClassifier>(model: &M, name: &str, device: &Device) {
+fn assert_matches_pytorch<M: Classify<Input = Tensor<4>>>(model: &M, name: &str, device: &Device) {
     let expected = expected(name);
     let eval = evaluate(model, &test_split(), 500, 16, device);
     let want_correct = (expected["eval_test_accuracy"].as_f64().unwrap() * 10_000.0).round();
@@ -302,16 +302,16 @@ fn folded_networks_match_to_1e5_and_keep_pytorchs_accuracy() {
         assert!(diff < 1e-5, "{name}: folded logits differ by {diff}");
     };
     check(
-        lenet.classify(batch.images.clone()),
+        lenet.classify(batch.inputs.clone()),
         lenet
             .fold_batchnorm()
             .unwrap()
-            .classify(batch.images.clone()),
+            .classify(batch.inputs.clone()),
         "BNLeNet",
     );
     check(
-        mlp.classify(batch.images.clone()),
-        mlp.fold_batchnorm().unwrap().classify(batch.images),
+        mlp.classify(batch.inputs.clone()),
+        mlp.fold_batchnorm().unwrap().classify(batch.inputs),
         "MLPWithBN",
     );
     assert!(lenet.fold_batchnorm().unwrap().norm1.is_none());

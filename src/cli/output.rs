@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use bn_models::ImageClassifier;
+use bn_models::Classify;
 use bn_train::data::TrainTest;
-use bn_train::{Panel, TrainConfig, TrainOutcome, draw_panels, train};
+use bn_train::{Panel, RunOptions, TrainConfig, TrainOutcome, draw_panels, train};
 use burn::module::{Module, ModuleDisplay};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use crate::BackendKind;
 
@@ -50,10 +50,19 @@ pub fn train_run<M>(
     dir: &Path,
 ) -> Result<TrainOutcome<M>, String>
 where
-    M: Module + ModuleDisplay + ImageClassifier + Send + Sync + 'static,
+    M: Module + ModuleDisplay + Classify<Input = Tensor<4>> + Send + Sync + 'static,
 {
     println!("\n== {name}");
-    train(model, name, config, data.clone(), device, dir, false).map_err(|e| e.to_string())
+    train(
+        model,
+        name,
+        config,
+        data.clone(),
+        device,
+        dir,
+        RunOptions::default(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Writes `<stem>.svg` (the panels under `title`) and `<stem>.json` (`numbers`) into `dir`,

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use bn_layers::{Activation, NormError, Replica};
 
-use crate::ImageClassifier;
+use crate::Classify;
 use crate::fold::{FoldBatchNorm, fold_conv, fold_linear};
 use crate::kernels::{avg_pool_2x2, conv2d};
 use crate::norm::{Norm, NormKind, apply_activated, norm_kind, synchronize};
@@ -70,7 +70,7 @@ impl BnLeNetConfig {
 impl BnLeNet {
     /// The network with every [`NormKind::Batch`] layer turned into a [`SyncBatchNorm`] of
     /// `replica`'s group (PyTorch's `SyncBatchNorm.convert_sync_batchnorm`). Each replica
-    /// needs its own copy of the parameters: use [`ImageClassifier::replica`].
+    /// needs its own copy of the parameters: use [`Classify::replica`].
     ///
     /// [`SyncBatchNorm`]: bn_layers::SyncBatchNorm
     pub fn synchronized(self, replica: &Replica) -> Self {
@@ -129,7 +129,9 @@ impl PytorchStateDict for BnLeNet {
     ];
 }
 
-impl ImageClassifier for BnLeNet {
+impl Classify for BnLeNet {
+    type Input = Tensor<4>;
+
     fn classify(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images)
     }

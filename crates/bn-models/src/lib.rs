@@ -28,10 +28,15 @@ pub use pytorch::{InteropError, PytorchStateDict};
 
 use burn::tensor::Tensor;
 
-/// A model that maps a batch of `[N, 1, 28, 28]` images to class logits `[N, classes]`.
-pub trait ImageClassifier {
+/// A model that maps a batch of inputs to class logits `[N, classes]`: what
+/// `bn_train::train` trains and `bn_train::evaluate` scores.
+pub trait Classify {
+    /// One batch of inputs: `Tensor<4>` images `[N, 1, 28, 28]` for [`BnLeNet`] and
+    /// [`MlpWithBn`], `Tensor<2>` points `[N, 2]` for [`MoonsMlp`].
+    type Input;
+
     /// Class logits.
-    fn classify(&self, images: Tensor<4>) -> Tensor<2>;
+    fn classify(&self, input: Self::Input) -> Tensor<2>;
 
     /// The first normalization layer, whose learned `γ` and `β` reports print.
     fn first_norm(&self) -> Option<&crate::Norm>;

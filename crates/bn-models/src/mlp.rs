@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use bn_layers::{Activation, NormError};
 
-use crate::ImageClassifier;
+use crate::Classify;
 use crate::fold::{FoldBatchNorm, fold_linear};
 use crate::norm::{Norm, NormKind, apply, apply_activated};
 use crate::pytorch::{LayerKind, PytorchStateDict};
@@ -40,7 +40,7 @@ pub struct MlpWithBnConfig {
 /// experiment.
 ///
 /// # Shapes
-/// - input: `[N, 784]` (or images `[N, 1, 28, 28]` through [`ImageClassifier`])
+/// - input: `[N, 784]` (or images `[N, 1, 28, 28]` through [`Classify`])
 /// - output: logits `[N, 10]`
 #[derive(Module, Debug)]
 pub struct MlpWithBn {
@@ -132,7 +132,9 @@ impl PytorchStateDict for MlpWithBn {
     ];
 }
 
-impl ImageClassifier for MlpWithBn {
+impl Classify for MlpWithBn {
+    type Input = Tensor<4>;
+
     fn classify(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images.flatten(1, 3))
     }

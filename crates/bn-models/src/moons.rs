@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use bn_layers::Activation;
 
+use crate::Classify;
 use crate::norm::{Norm, NormKind, apply_activated};
 
 /// Configuration of [`MoonsMlp`].
@@ -50,5 +51,17 @@ impl MoonsMlp {
         let hidden = self.fc1.forward(points);
         self.fc2
             .forward(apply_activated(&self.norm, hidden, Activation::Relu))
+    }
+}
+
+impl Classify for MoonsMlp {
+    type Input = Tensor<2>;
+
+    fn classify(&self, points: Tensor<2>) -> Tensor<2> {
+        self.forward(points)
+    }
+
+    fn first_norm(&self) -> Option<&Norm> {
+        self.norm.as_ref()
     }
 }

@@ -118,7 +118,7 @@ fn remove_logs_after(artifacts: &Path, epoch: usize) -> Result<(), TrainError> {
 /// Writes `metrics.csv`, `curves.svg` (with the `plots` feature) and `report.json` for a run
 /// that started at `start_epoch`, and returns the report. `trainable_params` is counted on
 /// the model before training (on its autodiff device).
-pub(crate) fn finish<M: Module + ModuleDisplay + bn_models::ImageClassifier>(
+pub(crate) fn finish<M: Module + ModuleDisplay + bn_models::Classify>(
     run: &EngineRun<M>,
     model_name: &str,
     trainable_params: usize,

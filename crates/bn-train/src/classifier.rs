@@ -1,16 +1,16 @@
-//! The glue between a model and burn-train's `Learner`: the training and inference steps of an
-//! image classifier with cross-entropy loss.
+//! The glue between a model and burn-train's `Learner`: the training and inference steps of a
+//! classifier with cross-entropy loss.
 
-use bn_models::{ImageClassifier, Norm};
+use bn_models::{Classify, Norm};
 use burn::module::{Module, ModuleDisplay};
 use burn::tensor::Tensor;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
-use crate::data::ImageBatch;
+use crate::data::Batch;
 use crate::divergence::DivergenceGuard;
 use crate::loss::cross_entropy;
 
-/// Wraps any [`ImageClassifier`] so burn-train can train it.
+/// Wraps any [`Classify`] model so burn-train can train it.
 #[derive(Module, Debug)]
 pub struct Classifier<M: Module + ModuleDisplay> {
     /// The wrapped model.
@@ -20,7 +20,7 @@ pub struct Classifier<M: Module + ModuleDisplay> {
     guard: Option<DivergenceGuard>,
 }
 
-impl<M: Module + ModuleDisplay + ImageClassifier> Classifier<M> {
+impl<M: Module + ModuleDisplay + Classify> Classifier<M> {
     /// Wraps `model`.
     pub fn new(model: M) -> Self {
         Self { model, guard: None }
@@ -36,8 +36,8 @@ impl<M: Module + ModuleDisplay + ImageClassifier> Classifier<M> {
     }
 
     /// Logits and mean cross-entropy loss for a batch.
-    pub fn forward_classification(&self, batch: ImageBatch) -> ClassificationOutput {
-        let logits = self.model.classify(batch.images);
+    pub fn forward_classification(&self, batch: Batch<M::Input>) -> ClassificationOutput {
+        let logits = self.model.classify(batch.inputs);
         let loss = cross_entropy(logits.clone(), batch.targets.clone());
         ClassificationOutput::new(loss, logits, batch.targets)
     }
@@ -50,11 +50,14 @@ impl<M: Module + ModuleDisplay + ImageClassifier> Classifier<M> {
     }
 }
 
-impl<M: Module + ModuleDisplay + ImageClassifier + 'static> TrainStep for Classifier<M> {
-    type Input = ImageBatch;
+impl<M> TrainStep for Classifier<M>
+where
+    M: Module + ModuleDisplay + Classify<Input: Send + 'static> + 'static,
+{
+    type Input = Batch<M::Input>;
     type Output = ClassificationOutput;
 
-    fn step(&self, batch: ImageBatch) -> TrainOutput<ClassificationOutput> {
+    fn step(&self, batch: Batch<M::Input>) -> TrainOutput<ClassificationOutput> {
         let item = self.forward_classification(batch);
         if let Some(guard) = &self.guard {
             guard.observe(item.loss.clone().into_scalar::<f64>());
@@ -63,11 +66,14 @@ impl<M: Module + ModuleDisplay + ImageClassifier + 'static> TrainStep for Classi
     }
 }
 
-impl<M: Module + ModuleDisplay + ImageClassifier + 'static> InferenceStep for Classifier<M> {
-    type Input = ImageBatch;
+impl<M> InferenceStep for Classifier<M>
+where
+    M: Module + ModuleDisplay + Classify<Input: Send + 'static> + 'static,
+{
+    type Input = Batch<M::Input>;
     type Output = ClassificationOutput;
 
-    fn step(&self, batch: ImageBatch) -> ClassificationOutput {
+    fn step(&self, batch: Batch<M::Input>) -> ClassificationOutput {
         self.forward_classification(batch)
     }
 }

@@ -9,7 +9,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::data::TrainTest;
+use crate::data::{Examples, TrainTest};
 use crate::rules;
 
 /// The optimizer.
@@ -157,8 +157,8 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// `data` cut to `limit_train` training and `limit_test` test images, where set.
-    pub fn limit(&self, data: TrainTest) -> TrainTest {
+    /// `data` cut to `limit_train` training and `limit_test` test examples, where set.
+    pub fn limit<S: Examples>(&self, data: TrainTest<S>) -> TrainTest<S> {
         let TrainTest { train, test } = data;
         TrainTest {
             train: match self.limit_train {

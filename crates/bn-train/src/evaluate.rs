@@ -1,24 +1,23 @@
 //! Evaluating a classifier on a whole split, batch by batch, without burn-train: accuracy,
 //! mean cross-entropy and the first logits.
 
-use bn_models::ImageClassifier;
+use bn_models::Classify;
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
 use burn::tensor::{Device, Tensor};
 
-use crate::data::{FashionMnist, ImageBatcher};
+use crate::data::Examples;
 use crate::loss::{correct_predictions, cross_entropy};
 
 /// What a classifier did on a split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    /// Images classified correctly.
+    /// Examples classified correctly.
     pub correct: usize,
-    /// Images seen.
+    /// Examples seen.
     pub total: usize,
-    /// The sum over images of the cross-entropy loss.
+    /// The sum over examples of the cross-entropy loss.
     pub loss_sum: f64,
-    /// The logits of the first `keep_logits` images, one row per image.
+    /// The logits of the first `keep_logits` examples, one row per example.
     pub first_logits: Vec<Vec<f32>>,
 }
 
@@ -28,7 +27,7 @@ impl Evaluation {
         self.correct as f64 / self.total.max(1) as f64
     }
 
-    /// The mean cross-entropy loss per image.
+    /// The mean cross-entropy loss per example.
     pub fn mean_loss(&self) -> f64 {
         self.loss_sum / self.total.max(1) as f64
     }
@@ -39,13 +38,17 @@ impl Evaluation {
 ///
 /// # Panics
 /// If `batch_size` is zero.
-pub fn evaluate<M: ImageClassifier>(
+pub fn evaluate<M, S>(
     model: &M,
-    data: &FashionMnist,
+    data: &S,
     batch_size: usize,
     keep_logits: usize,
     device: &Device,
-) -> Evaluation {
+) -> Evaluation
+where
+    M: Classify<Input = S::Input>,
+    S: Examples,
+{
     assert!(batch_size > 0, "evaluate: batch_size must be positive");
     let mut evaluation = Evaluation {
         correct: 0,
@@ -53,14 +56,15 @@ pub fn evaluate<M: ImageClassifier>(
         loss_sum: 0.0,
         first_logits: Vec::new(),
     };
+    let batcher = S::Batcher::default();
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size) {
         let items = chunk
             .iter()
             .map(|&i| data.get(i).expect("indices below len()"))
             .collect();
-        let batch = ImageBatcher.batch(items, device);
-        let logits = model.classify(batch.images);
+        let batch = batcher.batch(items, device);
+        let logits = model.classify(batch.inputs);
         let loss = cross_entropy(logits.clone(), batch.targets.clone());
         evaluation.loss_sum += loss.into_scalar::<f64>() * chunk.len() as f64;
         evaluation.correct += correct_predictions(logits.clone(), batch.targets);

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bn_models::ImageClassifier;
-use burn::data::dataset::Dataset;
+use bn_models::Classify;
 use burn::data::dataset::transform::PartialDataset;
 use burn::module::{Module, ModuleDisplay};
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -18,21 +17,24 @@ use crate::artifacts::EngineRun;
 use crate::checkpoint::{AtomicCheckpointer, check_checkpoint, last_checkpoint};
 use crate::classifier::Classifier;
 use crate::config::TrainConfig;
-use crate::data::{EpochLoader, ImageBatcher, TrainTest};
+use crate::data::{EpochLoader, Examples, TrainTest};
 use crate::divergence::DivergenceGuard;
 use crate::report::EpochMetrics;
 use crate::train::{TrainError, io};
 
-/// Trains `model` from `start_epoch` (0: afresh) to `config.epochs` with burn-train.
-pub(crate) fn run<M>(
+/// Trains `model` from `start_epoch` (0: afresh) to `config.epochs` with burn-train; `quiet`
+/// shows no progress.
+pub(crate) fn run<M, S>(
     model: M,
     config: &TrainConfig,
-    data: TrainTest,
+    data: TrainTest<S>,
     artifacts: &Path,
     start_epoch: usize,
+    quiet: bool,
 ) -> Result<EngineRun<M>, TrainError>
 where
-    M: Module + ModuleDisplay + ImageClassifier + 'static,
+    M: Module + ModuleDisplay + Classify<Input = S::Input> + 'static,
+    S: Examples,
 {
     let classifier = Classifier::new(model);
     if start_epoch > 0 {
@@ -56,21 +58,25 @@ where
     };
     if usable < 2 {
         return Err(TrainError::Config(format!(
-            "the training set has {train_images} image(s); batch normalization needs at least 2"
+            "the training set has {train_images} example(s); batch normalization needs at least 2"
         )));
     }
     let train = PartialDataset::new(train, 0, usable);
 
     let train_loader = EpochLoader::shuffled(
         train,
-        ImageBatcher,
+        S::Batcher::default(),
         config.batch_size,
         config.num_workers,
         config.seed,
         start_epoch,
     );
-    let test_loader =
-        EpochLoader::sequential(test, ImageBatcher, config.batch_size, config.num_workers);
+    let test_loader = EpochLoader::sequential(
+        test,
+        S::Batcher::default(),
+        config.batch_size,
+        config.num_workers,
+    );
 
     let batches_per_epoch = usable.div_ceil(config.batch_size);
     let steps = config.epochs * batches_per_epoch.div_ceil(config.grad_accumulation);
@@ -99,7 +105,9 @@ where
     }
     // burn-train draws its TUI on a terminal; elsewhere (CI, logs), or without the `tui`
     // feature, print plain lines.
-    if !cfg!(feature = "tui") || !std::io::stdout().is_terminal() {
+    if quiet {
+        training = training.renderer(Box::new(PlainProgress::silent()));
+    } else if !cfg!(feature = "tui") || !std::io::stdout().is_terminal() {
         training = training.renderer(Box::new(PlainProgress::new()));
     }
     let started = Instant::now();

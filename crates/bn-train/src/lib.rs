@@ -32,4 +32,4 @@ pub use loss::{correct_predictions, cross_entropy};
 pub use plot::{Line, Panel, draw_curves, draw_panels};
 pub use progress::PlainProgress;
 pub use report::{EpochMetrics, Report, metrics_table, read_metrics_csv, write_metrics_csv};
-pub use train::{TrainError, TrainOutcome, train};
+pub use train::{RunOptions, TrainError, TrainOutcome, train};

@@ -20,9 +20,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use bn_layers::ReplicaGroup;
-use bn_models::ImageClassifier;
+use bn_models::Classify;
 use burn::data::dataloader::DataLoader;
-use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleDisplay};
 use burn::optim::OptimizerRecord;
 use burn::optim::lr_scheduler::LrSchedulerRecord;
@@ -36,7 +35,7 @@ use crate::artifacts::EngineRun;
 use crate::checkpoint::{AtomicCheckpointer, check_checkpoint, last_checkpoint};
 use crate::classifier::Classifier;
 use crate::config::TrainConfig;
-use crate::data::{EpochLoader, ImageBatch, ImageBatcher, TrainTest};
+use crate::data::{Batch, BatchInput, EpochLoader, Examples, TrainTest};
 use crate::divergence::DivergenceGuard;
 use crate::evaluate::evaluate;
 use crate::loss::{correct_predictions, cross_entropy};
@@ -47,17 +46,20 @@ use crate::train::{TrainError, io};
 const KEEP: usize = 2;
 
 /// Trains `config.devices` replicas of `model` from `start_epoch` (0: afresh) to
-/// `config.epochs`, replica 0 evaluated on `data.test` after every epoch.
-pub(crate) fn run<M>(
+/// `config.epochs`, replica 0 evaluated on `data.test` after every epoch; each epoch's
+/// metrics are printed unless `quiet`.
+pub(crate) fn run<M, S>(
     model: M,
     config: &TrainConfig,
-    data: TrainTest,
+    data: TrainTest<S>,
     device: &Device,
     artifacts: &Path,
     start_epoch: usize,
+    quiet: bool,
 ) -> Result<EngineRun<M>, TrainError>
 where
-    M: Module + ModuleDisplay + ImageClassifier + Send + Sync,
+    M: Module + ModuleDisplay + Classify<Input = S::Input> + Send + Sync,
+    S: Examples,
 {
     let n = config.devices;
     let TrainTest { train, test } = data;
@@ -66,7 +68,7 @@ where
     let usable = train.len() / config.batch_size * config.batch_size;
     if usable == 0 {
         return Err(TrainError::Config(format!(
-            "the training set has {} image(s), fewer than one batch of {}",
+            "the training set has {} example(s), fewer than one batch of {}",
             train.len(),
             config.batch_size
         )));
@@ -74,7 +76,7 @@ where
     let train_set = burn::data::dataset::transform::PartialDataset::new(train, 0, usable);
     let loader = EpochLoader::shuffled(
         train_set,
-        ImageBatcher,
+        S::Batcher::default(),
         config.batch_size,
         config.num_workers,
         config.seed,
@@ -174,15 +176,17 @@ where
             test_loss: evaluation.mean_loss(),
             test_accuracy: evaluation.accuracy(),
         };
-        println!(
-            "epoch {epoch}/{} | train loss {:.4} | train accuracy {:.4} | test loss {:.4} | \
-             test accuracy {:.4} (eval mode)",
-            config.epochs,
-            metrics.train_loss,
-            metrics.train_accuracy,
-            metrics.test_loss,
-            metrics.test_accuracy
-        );
+        if !quiet {
+            println!(
+                "epoch {epoch}/{} | train loss {:.4} | train accuracy {:.4} | test loss {:.4} | \
+                 test accuracy {:.4} (eval mode)",
+                config.epochs,
+                metrics.train_loss,
+                metrics.train_accuracy,
+                metrics.test_loss,
+                metrics.test_accuracy
+            );
+        }
         epochs.push(metrics);
         // The metrics first, then the checkpoint: a checkpoint always has its epoch's row.
         write_metrics_csv(&metrics_csv, &epochs).map_err(io(&metrics_csv))?;
@@ -239,9 +243,9 @@ struct Step {
 
 /// Forward and backward of every replica on its slice of `batch`, in parallel threads; the
 /// gradients summed over replicas.
-fn parallel_step<M>(replicas: &[M], batch: ImageBatch) -> Step
+fn parallel_step<M>(replicas: &[M], batch: Batch<M::Input>) -> Step
 where
-    M: Module + ImageClassifier + Send + Sync,
+    M: Module + Classify<Input: BatchInput> + Send + Sync,
 {
     let total = batch.targets.dims()[0];
     let n = replicas.len();
@@ -256,10 +260,10 @@ where
             .iter()
             .zip(&slices)
             .map(|(replica, &(start, len))| {
-                let images = batch.images.clone().narrow(0, start, len);
+                let inputs = batch.inputs.clone().rows(start, len);
                 let targets = batch.targets.clone().narrow(0, start, len);
                 scope.spawn(move || {
-                    let logits = replica.classify(images);
+                    let logits = replica.classify(inputs);
                     let loss = cross_entropy(logits.clone(), targets.clone());
                     let correct = correct_predictions(logits, targets);
                     // Scaled by the slice's share: the summed gradients are the batch mean's.

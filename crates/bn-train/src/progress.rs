@@ -24,12 +24,22 @@ pub struct PlainProgress {
     /// Items of the current split processed so far.
     done: usize,
     next_quarter: usize,
+    /// Print nothing.
+    silent: bool,
 }
 
 impl PlainProgress {
     /// A renderer with nothing printed yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A renderer that prints nothing (burn-train needs one when its TUI is not wanted).
+    pub fn silent() -> Self {
+        Self {
+            silent: true,
+            ..Self::default()
+        }
     }
 
     fn record(&mut self, state: MetricState) {
@@ -111,13 +121,17 @@ impl TrainingProgressLogger for PlainProgress {
     fn update_split(&mut self, items_processed: usize) {
         self.done = items_processed;
         if self.next_quarter < 4 && items_processed * 4 >= self.total * self.next_quarter {
-            println!("{}", self.line(items_processed, false));
+            if !self.silent {
+                println!("{}", self.line(items_processed, false));
+            }
             self.next_quarter += 1;
         }
     }
 
     fn end_split(&mut self) {
-        println!("{}", self.end_line());
+        if !self.silent {
+            println!("{}", self.end_line());
+        }
     }
 
     fn end(&mut self) {}

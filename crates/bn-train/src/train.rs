@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use bn_models::{ImageClassifier, trainable_params};
+use bn_models::{Classify, trainable_params};
 use burn::module::{Module, ModuleDisplay};
 use burn::tensor::Device;
 
 use crate::classifier::Classifier;
 use crate::config::TrainConfig;
-use crate::data::TrainTest;
+use crate::data::{Examples, TrainTest};
 use crate::divergence::Divergence;
 use crate::report::{EpochMetrics, Report};
 use crate::{artifacts, learner, parallel};
@@ -72,6 +72,36 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ 
     }
 }
 
+/// How [`train`] runs, beyond its recipe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Continue from the last checkpoint in the artifact directory instead of starting
+    /// afresh. Default: false.
+    pub resume: bool,
+    /// Print no progress: neither burn-train's dashboard or plain lines nor the
+    /// data-parallel engine's epoch lines (for experiments that train many small models).
+    /// Default: false.
+    pub quiet: bool,
+}
+
+impl RunOptions {
+    /// A resume of the run in the artifact directory, with progress shown.
+    pub fn resume() -> Self {
+        Self {
+            resume: true,
+            quiet: false,
+        }
+    }
+
+    /// A fresh run that prints no progress.
+    pub fn quiet() -> Self {
+        Self {
+            resume: false,
+            quiet: true,
+        }
+    }
+}
+
 /// A finished run: the trained model (in evaluation mode) and what was measured.
 pub struct TrainOutcome<M: Module + ModuleDisplay> {
     /// The trained classifier, in evaluation mode.
@@ -91,10 +121,10 @@ pub struct TrainOutcome<M: Module + ModuleDisplay> {
 ///
 /// The steps run on burn-train's `Learner` on `device`, or, when `config.devices > 1` or
 /// `config.sync_bn`, on `config.devices` replicas in step, each given a slice of every batch
-/// ([`ImageClassifier::replica`]; see the `parallel` module). Both engines keep the same
+/// ([`Classify::replica`]; see the `parallel` module). Both engines keep the same
 /// contracts:
 /// - a checkpoint (model, optimizer, schedule) after every epoch, written atomically;
-/// - with `resume`, training continues from the last checkpoint in `artifacts`; the recipe
+/// - with `options.resume`, training continues from the last checkpoint in `artifacts`; the recipe
 ///   must be the one saved there (only `epochs` may grow). The batch order depends only on
 ///   the seed and the epoch, so a resumed run ends with the same parameters as one that
 ///   never stopped;
@@ -103,26 +133,35 @@ pub struct TrainOutcome<M: Module + ModuleDisplay> {
 ///
 /// # Errors
 /// A [`TrainError`] naming the flag, file or directory at fault.
-pub fn train<M>(
+pub fn train<M, S>(
     model: M,
     model_name: &str,
     config: &TrainConfig,
-    data: TrainTest,
+    data: TrainTest<S>,
     device: &Device,
     artifacts: &Path,
-    resume: bool,
+    options: RunOptions,
 ) -> Result<TrainOutcome<M>, TrainError>
 where
-    M: Module + ModuleDisplay + ImageClassifier + Send + Sync + 'static,
+    M: Module + ModuleDisplay + Classify<Input = S::Input> + Send + Sync + 'static,
+    S: Examples,
 {
     config.validate().map_err(TrainError::Config)?;
-    let start_epoch = artifacts::prepare(config, artifacts, resume)?;
+    let start_epoch = artifacts::prepare(config, artifacts, options.resume)?;
     let params = trainable_params(&model);
     let data = config.limit(data);
     let run = if config.data_parallel() {
-        parallel::run(model, config, data, device, artifacts, start_epoch)?
+        parallel::run(
+            model,
+            config,
+            data,
+            device,
+            artifacts,
+            start_epoch,
+            options.quiet,
+        )?
     } else {
-        learner::run(model, config, data, artifacts, start_epoch)?
+        learner::run(model, config, data, artifacts, start_epoch, options.quiet)?
     };
     let report = artifacts::finish(
         &run,

@@ -52,8 +52,8 @@ fn synthetic_files_round_trip() {
     assert_eq!(train.take(2).len(), 2);
 
     let batch = ImageBatcher.batch(vec![item], &Device::flex());
-    assert_eq!(batch.images.dims(), [1, 1, 28, 28]);
-    let first: Vec<f32> = batch.images.into_data().iter::<f32>().take(2).collect();
+    assert_eq!(batch.inputs.dims(), [1, 1, 28, 28]);
+    let first: Vec<f32> = batch.inputs.into_data().iter::<f32>().take(2).collect();
     // (30 / 255 - 0.5) / 0.5
     assert!((first[0] - (30.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
     assert_eq!(normalize_pixel(0), -1.0);

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use bn_models::{ImageClassifier, Norm};
+use bn_models::{Classify, Norm};
 use bn_train::data::{FashionMnist, PIXELS, Split, encode_idx};
 use bn_train::evaluate;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -14,7 +14,9 @@ use flate2::write::GzEncoder;
 /// pixel equal to `i`, so it predicts `i % 10`.
 struct PixelClassifier;
 
-impl ImageClassifier for PixelClassifier {
+impl Classify for PixelClassifier {
+    type Input = Tensor<4>;
+
     fn classify(&self, images: Tensor<4>) -> Tensor<2> {
         // Pixels arrive normalized: (p/255 - 0.5)/0.5. Undo it and one-hot the class.
         let [n, ..] = images.dims();

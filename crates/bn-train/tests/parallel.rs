@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bn_models::{BnLeNet, BnLeNetConfig};
 use bn_train::data::{TrainTest, write_synthetic};
-use bn_train::{LrSchedule, TrainConfig, TrainError, TrainOutcome, train};
+use bn_train::{LrSchedule, RunOptions, TrainConfig, TrainError, TrainOutcome, train};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor};
 
@@ -40,7 +40,7 @@ fn one_epoch(replicas: usize, sync_bn: bool, data: &TrainTest) -> TrainOutcome<B
         data.clone(),
         &device,
         &artifacts,
-        false,
+        RunOptions::default(),
     )
     .unwrap();
     std::fs::remove_dir_all(artifacts).ok();
@@ -149,7 +149,7 @@ fn too_small_slices_are_refused() {
         data,
         &device,
         &dir.join("run"),
-        false,
+        RunOptions::default(),
     )
     .err()
     .expect("one image per replica cannot give batch statistics");

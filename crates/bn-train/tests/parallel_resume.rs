@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bn_models::{BnLeNet, BnLeNetConfig};
 use bn_train::data::{TrainTest, write_synthetic};
-use bn_train::{TrainConfig, TrainOutcome, train};
+use bn_train::{RunOptions, TrainConfig, TrainOutcome, train};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor};
 
@@ -37,7 +37,10 @@ fn two_epochs(data: &TrainTest, artifacts: &Path, resume: bool) -> TrainOutcome<
         data.clone(),
         &device,
         artifacts,
-        resume,
+        RunOptions {
+            resume,
+            ..RunOptions::default()
+        },
     )
     .unwrap()
 }

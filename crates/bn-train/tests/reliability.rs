@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bn_models::{BnLeNet, BnLeNetConfig, ImageClassifier, Norm};
+use bn_models::{BnLeNet, BnLeNetConfig, Classify, Norm};
 use bn_train::data::{ImageBatcher, TrainTest, write_synthetic};
-use bn_train::{Classifier, TrainConfig, TrainError, last_checkpoint, train};
+use bn_train::{Classifier, RunOptions, TrainConfig, TrainError, last_checkpoint, train};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleVisitor, Param};
@@ -48,7 +48,9 @@ struct PoisonedLeNet {
     poison_at: usize,
 }
 
-impl ImageClassifier for PoisonedLeNet {
+impl Classify for PoisonedLeNet {
+    type Input = Tensor<4>;
+
     fn classify(&self, images: Tensor<4>) -> Tensor<2> {
         let logits = self.net.classify(images);
         match self.calls.fetch_add(1, Ordering::SeqCst) == self.poison_at {
@@ -82,7 +84,13 @@ fn a_nan_loss_stops_training_at_that_step_and_keeps_the_last_good_checkpoint() {
     // Epoch 1: calls 0-9 train, 10-12 evaluate; epoch 2 batch 3 is call 15.
     let model = poisoned(15);
     let err = train(
-        model, "poisoned", &config, splits, &device, &artifacts, false,
+        model,
+        "poisoned",
+        &config,
+        splits,
+        &device,
+        &artifacts,
+        RunOptions::default(),
     )
     .err()
     .expect("a NaN loss stops training");
@@ -125,7 +133,13 @@ fn ten_epochs_keep_losses_and_running_statistics_finite() {
         .with_num_workers(0);
     let model = BnLeNetConfig::new().init(&device);
     let outcome = train(
-        model, "BN-LeNet", &config, splits, &device, &artifacts, false,
+        model,
+        "BN-LeNet",
+        &config,
+        splits,
+        &device,
+        &artifacts,
+        RunOptions::default(),
     )
     .unwrap();
     assert_eq!(outcome.epochs.len(), 10);
@@ -160,7 +174,7 @@ fn inputs_scaled_by_1e4_and_1e_minus_4_train_with_finite_losses_and_statistics()
                     .map(|i| train_set.get(i).unwrap())
                     .collect();
                 let batch = ImageBatcher.batch(items, &device);
-                let logits = model.classify(batch.images.mul_scalar(scale));
+                let logits = model.classify(batch.inputs.mul_scalar(scale));
                 let loss = loss_fn.forward(logits, batch.targets);
                 losses.push(loss.clone().into_scalar::<f64>());
                 let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bn_models::{BnLeNet, BnLeNetConfig, NormKind};
 use bn_train::data::{TrainTest, write_synthetic};
-use bn_train::{Classifier, OptimizerKind, TrainConfig, last_checkpoint, train};
+use bn_train::{Classifier, OptimizerKind, RunOptions, TrainConfig, last_checkpoint, train};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 
@@ -51,7 +51,7 @@ fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
         splits.clone(),
         &device,
         &artifacts,
-        false,
+        RunOptions::default(),
     )
     .unwrap();
 
@@ -90,7 +90,7 @@ fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
         splits.clone(),
         &device,
         &artifacts,
-        true,
+        RunOptions::resume(),
     )
     .unwrap();
     assert_eq!(resumed.report.epochs, 3);
@@ -102,9 +102,17 @@ fn two_epochs_lower_the_loss_write_artifacts_and_resume() {
     // A resume with another recipe is refused, naming the difference.
     let other = more.clone().with_lr(0.5).with_epochs(4);
     let model = BnLeNetConfig::new().init(&device);
-    let err = train(model, "BN-LeNet", &other, splits, &device, &artifacts, true)
-        .err()
-        .expect("a changed recipe cannot resume");
+    let err = train(
+        model,
+        "BN-LeNet",
+        &other,
+        splits,
+        &device,
+        &artifacts,
+        RunOptions::resume(),
+    )
+    .err()
+    .expect("a changed recipe cannot resume");
     assert!(
         err.to_string().contains("only --epochs may change"),
         "{err}"

@@ -1,18 +1,10 @@
 //! Turns images into normalized tensors, as the reference PyTorch scripts do: `(x / 255 - 0.5) / 0.5`.
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
+use super::examples::ImageBatch;
 use super::fashion_mnist::{FashionItem, SIDE};
-
-/// A batch of images and their labels.
-#[derive(Debug, Clone)]
-pub struct ImageBatch {
-    /// `[N, 1, 28, 28]`, values in `[-1, 1]`.
-    pub images: Tensor<4>,
-    /// `[N]` class indices.
-    pub targets: Tensor<1, Int>,
-}
 
 /// Normalizes pixels to `[-1, 1]` and stacks them into an [`ImageBatch`].
 #[derive(Debug, Clone, Default)]
@@ -32,7 +24,7 @@ impl Batcher<FashionItem, ImageBatch> for ImageBatcher {
             .collect();
         let labels: Vec<i64> = items.iter().map(|item| item.label as i64).collect();
         ImageBatch {
-            images: Tensor::from_data(TensorData::new(pixels, [n, 1, SIDE, SIDE]), device),
+            inputs: Tensor::from_data(TensorData::new(pixels, [n, 1, SIDE, SIDE]), device),
             targets: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
     }

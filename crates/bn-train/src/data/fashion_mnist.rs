@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::data::dataset::{Dataset, DatasetError};
+use burn::tensor::Tensor;
 
-use super::DataError;
+use super::examples::{Examples, TrainTest};
 use super::idx::read_idx;
+use super::{DataError, ImageBatcher};
 
 /// Image side length.
 pub const SIDE: usize = 28;
@@ -67,16 +69,7 @@ pub struct FashionItem {
     pub label: u8,
 }
 
-/// Both splits: what a training run learns from and is evaluated on.
-#[derive(Debug, Clone)]
-pub struct TrainTest {
-    /// The training images.
-    pub train: FashionMnist,
-    /// The test images.
-    pub test: FashionMnist,
-}
-
-impl TrainTest {
+impl TrainTest<FashionMnist> {
     /// Loads both splits from `dir`, see [`FashionMnist::load`].
     ///
     /// # Errors
@@ -204,6 +197,16 @@ impl FashionMnist {
             pixels: Arc::new(self.pixels[..n * PIXELS].to_vec()),
             labels: Arc::new(self.labels[..n].to_vec()),
         }
+    }
+}
+
+impl Examples for FashionMnist {
+    type Item = FashionItem;
+    type Input = Tensor<4>;
+    type Batcher = ImageBatcher;
+
+    fn take(self, n: usize) -> Self {
+        FashionMnist::take(self, n)
     }
 }
 

@@ -1,22 +1,27 @@
-//! Data sets: Fashion-MNIST from its IDX files and batching, and scikit-learn's make_moons.
+//! Data sets: Fashion-MNIST from its IDX files and batching, and scikit-learn's make_moons;
+//! [`Examples`], what training needs of either.
 
 mod batcher;
+mod examples;
 mod fashion_mnist;
 mod idx;
 mod idx_format;
 mod loader;
 mod moons;
+mod points;
 mod synthetic;
 
-pub use batcher::{ImageBatch, ImageBatcher, normalize_pixel};
+pub use batcher::{ImageBatcher, normalize_pixel};
+pub use examples::{Batch, BatchInput, Examples, ImageBatch, TrainTest};
 pub use fashion_mnist::{
-    CLASSES, DEBIAN_DIR, ENV_VAR, FashionItem, FashionMnist, PIXELS, SIDE, Split, TrainTest,
-    candidate_dirs, locate,
+    CLASSES, DEBIAN_DIR, ENV_VAR, FashionItem, FashionMnist, PIXELS, SIDE, Split, candidate_dirs,
+    locate,
 };
 pub use idx::read_idx;
 pub use idx_format::{IdxArray, encode_idx, parse_idx};
 pub use loader::EpochLoader;
 pub use moons::{Moons, NumpyRandomState, make_moons};
+pub use points::{LabelledPoint, PointBatcher};
 pub use synthetic::write_synthetic;
 
 use std::path::PathBuf;

@@ -4,8 +4,7 @@
 //!
 //! scikit-learn draws from NumPy's legacy `RandomState`: the MT19937 generator seeded with
 //! `init_genrand(seed)`, a Fisher–Yates shuffle with masked rejection sampling, then normal
-//! noise from the polar Box–Muller method. [`NumpyRandomState`] is that, and nothing more; the
-//! moons experiment also shuffles its batches with it, as a seeded DataLoader would.
+//! noise from the polar Box–Muller method. [`NumpyRandomState`] is that, and nothing more.
 
 use std::f64::consts::PI;
 
