@@ -2,25 +2,28 @@
 //! evaluates it in evaluation mode on the Fashion-MNIST test set, and writes the accuracy and
 //! the logits of the first 16 test images as JSON. `--fold` also folds the BatchNorms into the
 //! layers before them and reports the inference speed-up; `--export` writes the weights back
-//! as a safetensors file that PyTorch's `load_state_dict` accepts.
+//! as a safetensors file that PyTorch's `load_state_dict` accepts. `--recalibrate N` first
+//! re-estimates every BatchNorm's running statistics over the first N training images
+//! (PyTorch's `torch.optim.swa_utils.update_bn`) and writes them under `running_stats`.
 //!
 //! ```text
 //! cargo run --release --example import_pytorch -- --model bn_lenet \
 //!     --weights tests/data/interop/bn_lenet.pt --out logits.json --fold
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bn_models::pytorch::{load_state_dict, save_safetensors};
+use bn_models::pytorch::{load_state_dict, running_statistics, save_safetensors};
 use bn_models::{
     BnLeNet, BnLeNetConfig, Classify, FoldBatchNorm, MlpWithBn, MlpWithBnConfig, PytorchStateDict,
 };
 use bn_train::data::{FashionMnist, Split, locate};
-use bn_train::evaluate;
+use bn_train::{evaluate, recalibrate_on};
+use burn::data::dataset::Dataset;
 use burn::tensor::{Device, Distribution, Tensor};
-use burn_batchnorm::cli::{announce_device, exit_code, write_json};
+use burn_batchnorm::cli::{RECALIBRATION_BATCH, announce_device, exit_code, write_json};
 use burn_batchnorm::{BackendKind, cli};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
@@ -43,6 +46,11 @@ struct Args {
     /// Also fold the BatchNorms away, check the outputs agree, and time both networks.
     #[arg(long)]
     fold: bool,
+    /// Before evaluating, re-estimate every BatchNorm's running statistics over the first N
+    /// training images (file order, batches of 128), as PyTorch's
+    /// `torch.optim.swa_utils.update_bn`; the JSON gains them under `running_stats`.
+    #[arg(long, value_name = "N", value_parser = cli::at_least_two)]
+    recalibrate: Option<usize>,
     /// Write the imported weights back as a PyTorch-keyed safetensors file.
     #[arg(long)]
     export: Option<PathBuf>,
@@ -76,11 +84,11 @@ fn run(args: Args) -> Result<(), String> {
     match args.model {
         ModelArg::BnLenet => {
             let model = BnLeNetConfig::new().init(&device);
-            import_and_evaluate::<BnLeNet>(model, &args, &test, &device)
+            import_and_evaluate::<BnLeNet>(model, &args, &dir, &test, &device)
         }
         ModelArg::MlpWithBn => {
             let model = MlpWithBnConfig::new().init(&device);
-            import_and_evaluate::<MlpWithBn>(model, &args, &test, &device)
+            import_and_evaluate::<MlpWithBn>(model, &args, &dir, &test, &device)
         }
     }
 }
@@ -88,6 +96,7 @@ fn run(args: Args) -> Result<(), String> {
 fn import_and_evaluate<M>(
     model: M,
     args: &Args,
+    data_dir: &Path,
     test: &FashionMnist,
     device: &Device,
 ) -> Result<(), String>
@@ -98,6 +107,26 @@ where
         .map_err(|e| e.to_string())?
         .valid();
     println!("loaded {} from {}", M::CLASS, args.weights.display());
+    let mut recalibration = None;
+    let model = match args.recalibrate {
+        None => model,
+        Some(images) => {
+            let train = FashionMnist::load(data_dir, Split::Train).map_err(|e| e.to_string())?;
+            let before = evaluate(&model, test, EVAL_BATCH, 0, device).accuracy();
+            let model = recalibrate_on(model, &train, images, RECALIBRATION_BATCH, device);
+            println!(
+                "recalibrated every BatchNorm over the first {} training images (batches of \
+                 {RECALIBRATION_BATCH}); test accuracy before: {before:.4}",
+                images.min(train.len())
+            );
+            recalibration = Some(json!({
+                "images": images.min(train.len()),
+                "batch_size": RECALIBRATION_BATCH,
+                "eval_test_accuracy_before": before,
+            }));
+            model
+        }
+    };
 
     let eval = evaluate(&model, test, EVAL_BATCH, LOGITS_KEPT, device);
     println!(
@@ -111,6 +140,10 @@ where
         "eval_logits_first16": eval.first_logits,
         "eval_test_accuracy": eval.accuracy(),
     });
+    if let Some(recalibration) = recalibration {
+        report["recalibration"] = recalibration;
+        report["running_stats"] = running_stats_json(&model);
+    }
 
     if args.fold {
         let folded = model.fold_batchnorm().map_err(|e| e.to_string())?;
@@ -150,6 +183,22 @@ where
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Every BatchNorm's running statistics under their PyTorch keys; `num_batches_tracked` as an
+/// integer.
+fn running_stats_json<M: PytorchStateDict>(model: &M) -> serde_json::Value {
+    running_statistics(model)
+        .into_iter()
+        .map(|(key, values)| {
+            let value = match key.ends_with("num_batches_tracked") {
+                true => json!(values[0] as i64),
+                false => json!(values),
+            };
+            (key, value)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// The median wall time of one forward pass (read back to the host) over `reps` runs.

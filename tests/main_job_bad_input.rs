@@ -171,7 +171,7 @@ fn bad_flags_get_clap_errors_naming_the_flag() {
     std::fs::write(&file, b"").unwrap();
     let artifacts = temp_dir("flags-artifacts");
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--batch-size", "0"],
             "invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 2",
@@ -200,6 +200,10 @@ fn bad_flags_get_clap_errors_naming_the_flag() {
             &["--optimizer", "rmsprop"],
             "invalid value 'rmsprop' for '--optimizer <OPTIMIZER>': unknown optimizer 'rmsprop', \
              expected one of: sgd, adam",
+        ),
+        (
+            &["--recalibrate", "1"],
+            "invalid value '1' for '--recalibrate <N>': must be at least 2",
         ),
         (
             &["--data-dir", file],

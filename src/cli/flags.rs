@@ -19,6 +19,14 @@ pub fn at_least_one(value: &str) -> Result<usize, String> {
     Ok(rules::at_least_one(whole_number(value)?)?)
 }
 
+/// A number of images to take batch statistics over (`--recalibrate`): at least 2.
+///
+/// # Errors
+/// When `value` is not a whole number of at least 2.
+pub fn at_least_two(value: &str) -> Result<usize, String> {
+    Ok(rules::at_least_two(whole_number(value)?)?)
+}
+
 /// A training batch size: at least 2, since batch normalization needs more than one sample.
 ///
 /// # Errors

@@ -5,5 +5,11 @@
 pub mod flags;
 pub mod output;
 
-pub use flags::{at_least_one, batch_size, existing_dir, learning_rate, unit_interval};
+pub use flags::{
+    at_least_one, at_least_two, batch_size, existing_dir, learning_rate, unit_interval,
+};
+
+/// The batch size of `--recalibrate` (`import_pytorch`, the main job), as in
+/// `scripts/gen_recalibration.py`.
+pub const RECALIBRATION_BATCH: usize = 128;
 pub use output::{announce_device, exit_code, train_run, write_json, write_outputs};

@@ -29,6 +29,9 @@
 //! | GroupNorm: `num_groups`, `num_channels`, `affine` | the same |
 //! | `RmsNormConfig::normalized_shape`, `eps: Option<f64>` (`None`: the input type's machine epsilon), `elementwise_affine` | `d_model`, `epsilon` (1e-5), always affine |
 //!
+//! [`recalibrate`] re-estimates every BatchNorm's running statistics of a trained model from
+//! data, as PyTorch's `torch.optim.swa_utils.update_bn` does.
+//!
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward
 //! ([`NormKernels`]): hand-written kernels on flex (the `flex` feature: rayon, AVX2 where the
@@ -79,6 +82,7 @@ mod layer_norm;
 mod normalized_shape;
 mod params;
 mod rank;
+mod recalibrate;
 mod rms_norm;
 mod running;
 mod sync;
@@ -99,6 +103,7 @@ pub use instance_norm::{InstanceNorm, InstanceNormConfig};
 pub use kernels::{NormGradKernels, NormKernels, has_kernels};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use rank::InputRank;
+pub use recalibrate::recalibrate;
 pub use rms_norm::{RmsNorm, RmsNormConfig};
 pub use running::RunningStats;
 pub use sync::{Replica, ReplicaGroup, ReplicaSumBackend, StatsReducer, SyncBatchNorm};

@@ -5,6 +5,7 @@ use burn::module::{Module, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use crate::counter::BatchCounter;
+use crate::recalibrate::cumulative_average;
 
 /// The running statistics of a layer built with `track_running_stats`, one submodule so
 /// that every layer keeps and updates them the same way. In a record they sit under the
@@ -65,6 +66,9 @@ impl RunningStats {
         momentum: Option<f64>,
     ) {
         let tracked = self.num_batches_tracked.increment();
+        // `recalibrate` makes every update a cumulative average, as `update_bn` sets
+        // `momentum = None`.
+        let momentum = momentum.filter(|_| !cumulative_average());
         let weight = match momentum {
             Some(m) => Weight::Scalar(m),
             None => Weight::Tensor(Box::new(tracked.float().recip())),

@@ -18,6 +18,7 @@ mod parallel;
 #[cfg(feature = "plots")]
 mod plot;
 mod progress;
+mod recalibration;
 mod report;
 pub mod rules;
 mod train;
@@ -31,5 +32,6 @@ pub use loss::{correct_predictions, cross_entropy};
 #[cfg(feature = "plots")]
 pub use plot::{Line, Panel, draw_curves, draw_panels};
 pub use progress::PlainProgress;
+pub use recalibration::recalibrate_on;
 pub use report::{EpochMetrics, Report, metrics_table, read_metrics_csv, write_metrics_csv};
 pub use train::{RunOptions, TrainError, TrainOutcome, train};

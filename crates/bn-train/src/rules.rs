@@ -14,6 +14,17 @@ pub fn at_least_one(n: usize) -> Result<usize, &'static str> {
     }
 }
 
+/// A number of samples to take batch statistics over (`--recalibrate`'s images): at least 2.
+///
+/// # Errors
+/// When `n` is 0 or 1.
+pub fn at_least_two(n: usize) -> Result<usize, &'static str> {
+    match n {
+        0 | 1 => Err("must be at least 2 (batch statistics need more than one sample)"),
+        n => Ok(n),
+    }
+}
+
 /// A training batch size: at least 2, since batch normalization needs more than one sample.
 ///
 /// # Errors
