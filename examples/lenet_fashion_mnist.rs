@@ -12,13 +12,14 @@
 //! cargo run --release --example lenet_fashion_mnist -- --norm none     # plain LeNet
 //! cargo run --release --example lenet_fashion_mnist -- --devices 2 --sync-bn   # 2 replicas
 //! cargo run --release --example lenet_fashion_mnist -- --recalibrate 10000       # precise BN
+//! cargo run --release --example lenet_fashion_mnist -- --download   # no Debian package
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bn_models::{BnLeNet, BnLeNetConfig, NormKind};
-use bn_train::data::{TrainTest, locate};
+use bn_train::data::{Source, TrainTest, candidate_dirs, download, locate};
 use bn_train::{
     LrSchedule, OptimizerKind, RunOptions, TrainConfig, evaluate, last_checkpoint, metrics_table,
     recalibrate_on, train,
@@ -50,7 +51,8 @@ struct Args {
     /// Learning-rate schedule: cosine (annealing to 0) or constant (the reference recipe).
     #[arg(long, default_value_t = LrSchedule::Cosine)]
     schedule: LrSchedule,
-    /// Normalization layer: batch, burn, group, layer or none (plain LeNet); `ours` is
+    /// Normalization layer: batch, burn, group, layer, renorm (Batch Renormalization), ghost
+    /// (Ghost BatchNorm, ghost batches of 16) or none (plain LeNet); `ours` is
     /// accepted for batch, its name before 0.2.
     #[arg(long, default_value_t = NormKind::Batch)]
     norm: NormKind,
@@ -59,8 +61,13 @@ struct Args {
     seed: u64,
     /// Folder with the four Fashion-MNIST IDX .gz files (default: $FASHION_MNIST_DIR,
     /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist).
-    #[arg(long, value_parser = cli::existing_dir)]
+    #[arg(long, value_parser = cli::directory_path)]
     data_dir: Option<PathBuf>,
+    /// First fetch the four files from Zalando Research's server into --data-dir (default:
+    /// $FASHION_MNIST_DIR, else ./data/fashion-mnist), checking each file's SHA-256 and
+    /// resuming a download that was cut off; files already there are checked and kept.
+    #[arg(long)]
+    download: bool,
     /// Where to write the run's artifacts (default: artifacts/lenet_fashion_mnist/NORM).
     #[arg(long)]
     artifact_dir: Option<PathBuf>,
@@ -82,7 +89,8 @@ struct Args {
     sync_bn: bool,
     /// After training, re-estimate every BatchNorm's running statistics over the first N
     /// training images (file order, batches of 128; PyTorch's `update_bn`), and report the
-    /// test accuracy before and after (also in recalibration.json). Needs --norm batch.
+    /// test accuracy before and after (also in recalibration.json). Needs --norm batch or
+    /// ghost.
     #[arg(long, value_name = "N", value_parser = cli::at_least_two)]
     recalibrate: Option<usize>,
     /// Backend; defaults to the one the cargo features select.
@@ -121,15 +129,21 @@ fn run(args: Args) -> Result<(), String> {
         .with_devices(args.devices)
         .with_sync_bn(args.sync_bn);
     config.validate()?;
-    if args.recalibrate.is_some() && args.norm != NormKind::Batch {
+    if args.recalibrate.is_some() && !matches!(args.norm, NormKind::Batch | NormKind::Ghost) {
         return Err(format!(
             "--recalibrate re-estimates this crate's BatchNorm statistics; --norm {} has none \
-             (use --norm batch)",
+             (use --norm batch or ghost)",
             args.norm
         ));
     }
 
-    let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
+    let dir = if args.download {
+        let dir = candidate_dirs(args.data_dir.as_deref()).remove(0);
+        download(&dir, &Source::canonical()).map_err(|e| e.to_string())?;
+        dir
+    } else {
+        locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?
+    };
     let data = TrainTest::load(&dir).map_err(|e| e.to_string())?;
     println!("data: {}", dir.display());
 

@@ -1,7 +1,8 @@
 //! "BatchNorm degrades with small batches; GroupNorm and LayerNorm do not": the same LeNet
 //! with BatchNorm, GroupNorm and LayerNorm, trained at batch sizes {2, 4, 8, 32, 128} on the
 //! same number of Fashion-MNIST samples (SGD with momentum, the learning rate scaled linearly
-//! with the batch size). Then seed 001's mistake 1: the BatchNorm models evaluated in training
+//! with the batch size), and with the two BatchNorm variants meant for batches that mislead
+//! it: Batch Renormalization and Ghost BatchNorm (`NormKind::Renorm`, `NormKind::Ghost`). Then seed 001's mistake 1: the BatchNorm models evaluated in training
 //! mode (as if `model.eval()` were forgotten) against `valid()` mode. And seed 001's gradient
 //! accumulation: batch 32 × 4 accumulated against batches of 32 and 128.
 //!
@@ -26,7 +27,8 @@ use burn_batchnorm::{BackendKind, cli};
 use clap::Parser;
 use serde_json::json;
 
-/// BatchNorm, GroupNorm and LayerNorm across batch sizes at a fixed budget of samples.
+/// BatchNorm, GroupNorm, LayerNorm, Batch Renorm and Ghost BatchNorm across batch sizes at a
+/// fixed budget of samples.
 #[derive(Parser, Debug)]
 struct Args {
     /// Batch sizes to compare.
@@ -56,7 +58,13 @@ struct Args {
     backend: Option<BackendKind>,
 }
 
-const NORMS: [NormKind; 3] = [NormKind::Batch, NormKind::Group, NormKind::Layer];
+const NORMS: [NormKind; 5] = [
+    NormKind::Batch,
+    NormKind::Group,
+    NormKind::Layer,
+    NormKind::Renorm,
+    NormKind::Ghost,
+];
 /// The batch size at which `--lr` applies.
 const BASE_BATCH: usize = 128;
 
@@ -193,6 +201,8 @@ fn label(norm: NormKind) -> &'static str {
         NormKind::Batch => "BatchNorm",
         NormKind::Group => "GroupNorm",
         NormKind::Layer => "LayerNorm",
+        NormKind::Renorm => "Batch Renorm",
+        NormKind::Ghost => "Ghost BatchNorm (16)",
         NormKind::BurnBatch => "Burn's BatchNorm",
         NormKind::None => "no normalization",
     }

@@ -226,6 +226,22 @@ fn bad_flags_get_clap_errors_naming_the_flag() {
 }
 
 #[test]
+fn download_refuses_a_file_on_disk_that_is_not_the_published_one() {
+    let data = temp_dir("download-data");
+    let [images, _] = Split::Train.file_names();
+    std::fs::write(data.join(&images), b"not Fashion-MNIST").unwrap();
+    let artifacts = temp_dir("download-artifacts");
+    let output = run(command(&data, &artifacts, &["--download"]));
+    assert_fails_with(
+        &output,
+        &[images.as_str(), "is not the published file", "move it away"],
+    );
+    for dir in [data, artifacts] {
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+#[test]
 fn data_parallel_flag_combinations_that_cannot_work_are_refused() {
     let data = temp_dir("dp-data");
     write_synthetic(&data, 64, 16).unwrap();

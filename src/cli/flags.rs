@@ -70,6 +70,18 @@ pub fn existing_dir(value: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// A directory, or a path where one can be created (`--data-dir` with `--download`).
+///
+/// # Errors
+/// When `value` exists and is not a directory.
+pub fn directory_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_dir() => Err("is a file, not a directory".into()),
+        _ => Ok(path),
+    }
+}
+
 fn whole_number(value: &str) -> Result<usize, String> {
     value
         .parse()

@@ -6,7 +6,8 @@ pub mod flags;
 pub mod output;
 
 pub use flags::{
-    at_least_one, at_least_two, batch_size, existing_dir, learning_rate, unit_interval,
+    at_least_one, at_least_two, batch_size, directory_path, existing_dir, learning_rate,
+    unit_interval,
 };
 
 /// The batch size of `--recalibrate` (`import_pytorch`, the main job), as in

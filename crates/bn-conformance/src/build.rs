@@ -222,6 +222,8 @@ pub fn params(layer: &Norm) -> (Option<&Param<Tensor<1>>>, Option<&Param<Tensor<
         Norm::Sync(l) => (l.bn.gamma.as_ref(), l.bn.beta.as_ref()),
         Norm::Burn(l) => (Some(&l.gamma), Some(&l.beta)),
         Norm::Rms(l) => (l.gamma.as_ref(), None),
+        Norm::Renorm(l) => (l.gamma.as_ref(), l.beta.as_ref()),
+        Norm::Ghost(l) => (l.norm.gamma.as_ref(), l.norm.beta.as_ref()),
     }
 }
 
@@ -232,6 +234,9 @@ pub fn running_state(layer: &Norm) -> (Option<Tensor<1>>, Option<Tensor<1>>, Opt
         Norm::Sync(l) => (l.bn.running_stats(), l.bn.num_batches_tracked()),
         Norm::Instance(l) => (l.running_stats(), l.num_batches_tracked()),
         Norm::Burn(l) => (Some((l.running_mean.value(), l.running_var.value())), None),
+        Norm::Ghost(l) => (l.norm.running_stats(), l.norm.num_batches_tracked()),
+        // A running standard deviation, not a variance: no golden case builds it.
+        Norm::Renorm(_) => (None, None),
         Norm::Layer(_) | Norm::Group(_) | Norm::Rms(_) => (None, None),
     };
     match stats {
@@ -251,6 +256,8 @@ fn params_mut(layer: &mut Norm) -> Result<(ParamSlot<'_>, Option<ParamSlot<'_>>)
         Norm::Instance(l) => Ok((&mut l.gamma, Some(&mut l.beta))),
         Norm::Sync(l) => Ok((&mut l.bn.gamma, Some(&mut l.bn.beta))),
         Norm::Rms(l) => Ok((&mut l.gamma, None)),
+        Norm::Renorm(l) => Ok((&mut l.gamma, Some(&mut l.beta))),
+        Norm::Ghost(l) => Ok((&mut l.norm.gamma, Some(&mut l.norm.beta))),
         Norm::Burn(_) => Err(NOT_BUILT.into()),
     }
 }
@@ -261,8 +268,13 @@ fn running_mut(layer: &mut Norm) -> Result<Option<&mut RunningStats>, String> {
         Norm::Batch(l) => Ok(l.running.as_mut()),
         Norm::Sync(l) => Ok(l.bn.running.as_mut()),
         Norm::Instance(l) => Ok(l.running.as_mut()),
+        Norm::Ghost(l) => Ok(l.norm.running.as_mut()),
         Norm::Layer(_) | Norm::Group(_) | Norm::Rms(_) => Ok(None),
         Norm::Burn(_) => Err(NOT_BUILT.into()),
+        Norm::Renorm(_) => Err(
+            "Batch Renorm keeps a running standard deviation, not PyTorch's running variance"
+                .into(),
+        ),
     }
 }
 

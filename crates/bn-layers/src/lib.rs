@@ -5,6 +5,8 @@
 //! |---|---|---|---|
 //! | [`BatchNorm`] | `nn.BatchNorm1d/2d/3d` | channel | batch and spatial positions |
 //! | [`BatchNormAct`] | BatchNorm then `nn.ReLU`/`nn.Sigmoid` (timm's `BatchNormAct2d`), one op | channel | batch and spatial positions |
+//! | [`BatchRenorm`] | none (Keras's `renorm=True`) | channel | batch and spatial positions, corrected towards the running statistics |
+//! | [`GhostBatchNorm`] | none (Keras's `virtual_batch_size`) | channel | each ghost batch and the spatial positions |
 //! | [`LayerNorm`] | `nn.LayerNorm` | leading index | the trailing `normalized_shape` |
 //! | [`RmsNorm`] | `nn.RMSNorm` (mean square only, no shift) | leading index | the trailing `normalized_shape` |
 //! | [`GroupNorm`] | `nn.GroupNorm` | (sample, group) | the group's channels and positions |
@@ -69,12 +71,14 @@
 mod activation;
 mod batch_norm;
 mod batch_norm_act;
+mod batch_renorm;
 mod compute_path;
 mod counter;
 mod display;
 mod error;
 mod fold;
 mod functional;
+mod ghost_batch_norm;
 mod group_norm;
 mod instance_norm;
 mod kernels;
@@ -94,10 +98,12 @@ mod test_util;
 pub use activation::Activation;
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use batch_norm_act::{BatchNormAct, BatchNormActConfig};
+pub use batch_renorm::{BatchRenorm, BatchRenormConfig};
 pub use compute_path::ComputePath;
 pub use counter::BatchCounter;
 pub use error::NormError;
 pub use fold::{fold_into_conv2d, fold_into_linear};
+pub use ghost_batch_norm::{GhostBatchNorm, GhostBatchNormConfig};
 pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use instance_norm::{InstanceNorm, InstanceNormConfig};
 pub use kernels::{NormGradKernels, NormKernels, has_kernels};

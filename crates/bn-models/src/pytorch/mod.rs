@@ -13,7 +13,8 @@
 //! | `num_batches_tracked` (0-d int64) | `running.num_batches_tracked` (`[1]` int) | rename, reshape |
 //! | `Conv2d.weight`, `.bias` | same | none |
 //!
-//! Files are read with burn-store's readers ([`PytorchStore`], [`SafetensorsStore`]); keys are
+//! Files are read with burn-store's readers ([`PytorchStore`](burn::store::PytorchStore),
+//! [`SafetensorsStore`]); keys are
 //! checked against the model before anything is loaded, so a missing key, an unexpected key,
 //! a wrong shape or a checkpoint of another class is an [`InteropError`] that names it.
 

@@ -2,6 +2,8 @@
 //! [`Examples`], what training needs of either.
 
 mod batcher;
+#[cfg(feature = "download")]
+mod download;
 mod examples;
 mod fashion_mnist;
 mod idx;
@@ -12,6 +14,8 @@ mod points;
 mod synthetic;
 
 pub use batcher::{ImageBatcher, normalize_pixel};
+#[cfg(feature = "download")]
+pub use download::{CANONICAL_URL, DownloadError, RemoteFile, Source, download, part_path};
 pub use examples::{Batch, BatchInput, Examples, ImageBatch, TrainTest};
 pub use fashion_mnist::{
     CLASSES, DEBIAN_DIR, ENV_VAR, FashionItem, FashionMnist, PIXELS, SIDE, Split, candidate_dirs,
@@ -34,7 +38,8 @@ pub enum DataError {
         "Fashion-MNIST not found; looked in: {}.\nGet it with `apt-get install dataset-fashion-mnist` \
          (installs to {DEBIAN_DIR}), or put the four IDX .gz files (train-images-idx3-ubyte.gz, \
          train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a \
-         folder and pass --data-dir DIR or set {ENV_VAR}=DIR",
+         folder and pass --data-dir DIR or set {ENV_VAR}=DIR, or pass --download to fetch \
+         them from Zalando Research's server (into --data-dir, default ./data/fashion-mnist)",
         searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     NotFound {
