@@ -6,6 +6,7 @@
 //! | [`BatchNorm`] | `nn.BatchNorm1d/2d/3d` | channel | batch and spatial positions |
 //! | [`BatchNormAct`] | BatchNorm then `nn.ReLU`/`nn.Sigmoid` (timm's `BatchNormAct2d`), one op | channel | batch and spatial positions |
 //! | [`BatchRenorm`] | none (Keras's `renorm=True`) | channel | batch and spatial positions, corrected towards the running statistics |
+//! | [`FrozenBatchNorm`] | torchvision's `FrozenBatchNorm2d` (fixed statistics and affine) | channel | nothing: fixed running statistics |
 //! | [`GhostBatchNorm`] | none (Keras's `virtual_batch_size`) | channel | each ghost batch and the spatial positions |
 //! | [`LayerNorm`] | `nn.LayerNorm` | leading index | the trailing `normalized_shape` |
 //! | [`RmsNorm`] | `nn.RMSNorm` (mean square only, no shift) | leading index | the trailing `normalized_shape` |
@@ -32,7 +33,8 @@
 //! | `RmsNormConfig::normalized_shape`, `eps: Option<f64>` (`None`: the input type's machine epsilon), `elementwise_affine` | `d_model`, `epsilon` (1e-5), always affine |
 //!
 //! [`recalibrate`] re-estimates every BatchNorm's running statistics of a trained model from
-//! data, as PyTorch's `torch.optim.swa_utils.update_bn` does.
+//! data, as PyTorch's `torch.optim.swa_utils.update_bn` does; [`freeze_batchnorm`] freezes
+//! every BatchNorm of any model in place (torchvision's `FrozenBatchNorm2d` behaviour).
 //!
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward
@@ -77,6 +79,7 @@ mod counter;
 mod display;
 mod error;
 mod fold;
+mod frozen;
 mod functional;
 mod ghost_batch_norm;
 mod group_norm;
@@ -103,6 +106,7 @@ pub use compute_path::ComputePath;
 pub use counter::BatchCounter;
 pub use error::NormError;
 pub use fold::{fold_into_conv2d, fold_into_linear};
+pub use frozen::{FrozenBatchNorm, freeze_batchnorm};
 pub use ghost_batch_norm::{GhostBatchNorm, GhostBatchNormConfig};
 pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use instance_norm::{InstanceNorm, InstanceNormConfig};
