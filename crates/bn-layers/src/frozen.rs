@@ -6,6 +6,7 @@ use burn::module::{Content, DisplaySettings, Flag, Module, ModuleDisplay, Module
 use burn::tensor::Tensor;
 
 use crate::functional::{channel_major, scale_shift};
+use crate::module_path::ModulePath;
 use crate::{BatchNorm, NormError, display};
 
 /// torchvision's `FrozenBatchNorm2d`: BatchNorm with every statistic and parameter fixed,
@@ -160,48 +161,29 @@ pub fn freeze_batchnorm<M: Module>(model: M) -> M {
 /// The mapper behind [`freeze_batchnorm`].
 #[derive(Default)]
 struct FreezeBatchNorm {
-    /// `(field name, the struct holding it)` of every module entered and not yet left.
-    path: Vec<(String, String)>,
-}
-
-impl FreezeBatchNorm {
-    /// Whether the value being mapped is `field` of a BatchNorm, or (with `inner`) a field
-    /// of the BatchNorm's `inner` submodule.
-    fn in_batch_norm(&self, field: &[&str], inner: Option<&str>) -> bool {
-        let holds = |(name, holder): &(String, String), names: &[&str], ty: &str| {
-            holder == ty && names.contains(&name.as_str())
-        };
-        match (self.path.as_slice(), inner) {
-            ([.., last], None) => holds(last, field, "Struct:BatchNorm"),
-            ([.., outer, last], Some(inner)) => {
-                holds(outer, &[inner], "Struct:BatchNorm") && field.contains(&last.0.as_str())
-            }
-            _ => false,
-        }
-    }
+    path: ModulePath,
 }
 
 impl ModuleMapper for FreezeBatchNorm {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.in_batch_norm(&["gamma", "beta"], None) {
-            true => param.set_require_grad(false),
-            false => param,
+        match self.path.field_of("BatchNorm") {
+            Some("gamma" | "beta") => param.set_require_grad(false),
+            _ => param,
         }
     }
 
     fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
-        match self.in_batch_norm(&["enabled", "without_autodiff"], Some("training")) {
-            true => flag.with_value(false),
-            false => flag,
+        match self.path.field_of_submodule("BatchNorm", "training") {
+            Some(_) => flag.with_value(false),
+            None => flag,
         }
     }
 }

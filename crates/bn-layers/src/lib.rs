@@ -86,6 +86,7 @@ mod group_norm;
 mod instance_norm;
 mod kernels;
 mod layer_norm;
+mod module_path;
 mod normalized_shape;
 mod params;
 mod rank;

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Int, Tensor};
 
+use crate::module_path::ModulePath;
 use crate::training::set_training;
 
 thread_local! {
@@ -131,34 +132,23 @@ impl ModuleMapper for Flags {
 /// (`reset_running_stats`: mean 0, variance 1, `num_batches_tracked` 0).
 #[derive(Default)]
 struct ResetBatchNormStats {
-    /// `(field name, the struct holding it)` of every module entered and not yet left.
-    path: Vec<(String, String)>,
+    path: ModulePath,
 }
 
 impl ResetBatchNormStats {
     /// The field being mapped, if it is a BatchNorm's running statistic.
     fn batch_norm_statistic(&self) -> Option<&str> {
-        match self.path.as_slice() {
-            [.., (running, layer), (field, stats)]
-                if running == "running"
-                    && layer == "Struct:BatchNorm"
-                    && stats == "Struct:RunningStats" =>
-            {
-                Some(field)
-            }
-            _ => None,
-        }
+        self.path.field_of_submodule("BatchNorm", "running")
     }
 }
 
 impl ModuleMapper for ResetBatchNormStats {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
