@@ -15,7 +15,7 @@ use bn_models::{
 use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::evaluate;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde_json::Value;
 
 fn interop(name: &str) -> PathBuf {
@@ -155,6 +155,21 @@ fn tempdir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bn-interop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn an_export_right_after_training_steps_keeps_the_last_steps_statistics() {
+    // Burn's RunningState keeps the last update on this thread pending until a sync; the
+    // export must not miss it.
+    let device = Device::flex().autodiff();
+    let model = BnLeNetConfig::new().init(&device);
+    let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Default, &device);
+    model.classify(images.clone());
+    model.classify(images.mul_scalar(2.0));
+    let path = tempdir().join("after_training_steps.safetensors");
+    save_safetensors(&model, &path).unwrap();
+    let loaded = load_state_dict(BnLeNetConfig::new().init(&Device::flex()), &path).unwrap();
+    assert_eq!(all_values(&loaded.valid()), all_values(&model.valid()));
 }
 
 #[test]

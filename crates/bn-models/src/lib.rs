@@ -10,6 +10,7 @@
 //!
 //! The LeNet's 2×2 average pooling runs on [`kernels`]' flex kernel where it can.
 
+pub mod convert;
 mod fold;
 pub mod kernels;
 mod lenet;

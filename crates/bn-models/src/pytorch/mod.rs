@@ -88,6 +88,7 @@ pub fn state_dict_shapes<M: PytorchStateDict>(model: &M) -> Vec<(String, Vec<usi
 /// (`net.1.running_mean`, `net.1.running_var`, `net.1.num_batches_tracked`), in the model's
 /// order, as f64 values.
 pub fn running_statistics<M: PytorchStateDict>(model: &M) -> Vec<(String, Vec<f64>)> {
+    publish_running_state(model);
     model
         .collect(None, None, true)
         .into_iter()
@@ -140,6 +141,7 @@ pub fn load_state_dict<M: PytorchStateDict>(mut model: M, path: &Path) -> Result
 /// # Errors
 /// [`InteropError::Write`] when the file cannot be written.
 pub fn save_safetensors<M: PytorchStateDict>(model: &M, path: &Path) -> Result<(), InteropError> {
+    publish_running_state(model);
     let by_path = entries(model)
         .into_iter()
         .map(|entry| (entry.path.clone(), entry))
@@ -155,6 +157,12 @@ pub fn save_safetensors<M: PytorchStateDict>(model: &M, path: &Path) -> Result<(
             path: path.to_path_buf(),
             message: err.to_string(),
         })
+}
+
+/// Burn's `RunningState` keeps a thread's last update pending until a sync, which `valid`
+/// performs; snapshots taken without one would miss the last training step's statistics.
+fn publish_running_state<M: Module>(model: &M) {
+    let _ = model.valid();
 }
 
 /// The table of `model`, derived from its parameters and [`PytorchStateDict::LAYERS`].
