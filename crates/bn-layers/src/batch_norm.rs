@@ -8,6 +8,7 @@ use crate::activation::maybe_apply;
 use crate::display;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_momentum, check_nonzero};
 use crate::functional::{self, channel_major};
+use crate::precision::in_f32_if_half;
 use crate::training::TrainingMode;
 use crate::{Activation, ComputePath, InputRank, NormError, RunningStats, params};
 
@@ -209,8 +210,17 @@ impl BatchNorm {
         self.try_forward_then(input, Some(activation))
     }
 
-    /// Normalizes `input`, then applies `activation` if there is one.
+    /// Normalizes `input`, then applies `activation` if there is one; half inputs in f32.
     fn try_forward_then<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        activation: Option<Activation>,
+    ) -> Result<Tensor<D>, NormError> {
+        in_f32_if_half(input, |x| self.try_forward_then_f32(x, activation))
+    }
+
+    /// [`try_forward_then`](Self::try_forward_then) on an input of f32 or f64.
+    fn try_forward_then_f32<const D: usize>(
         &self,
         input: Tensor<D>,
         activation: Option<Activation>,

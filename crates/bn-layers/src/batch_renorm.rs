@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_nonzero};
 use crate::functional::{channel_major, scale_shift};
+use crate::precision::in_f32_if_half;
 use crate::{NormError, TrainingMode, display, params};
 
 /// Configuration of a [`BatchRenorm`] layer.
@@ -196,6 +197,11 @@ impl BatchRenorm {
     /// - [`NormError::TooFewValues`]: training on a single value per channel.
     /// - [`NormError::InvalidConfig`]: `eps == 0` in training.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        in_f32_if_half(input, |x| self.try_forward_f32(x))
+    }
+
+    /// [`try_forward`](Self::try_forward) on an input of f32 or f64.
+    fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         let shape = dims.to_vec();
         if D < 2 {

@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 
 use crate::functional::{channel_major, scale_shift};
 use crate::module_path::ModulePath;
+use crate::precision::in_f32_if_half;
 use crate::{BatchNorm, NormError, display};
 
 /// torchvision's `FrozenBatchNorm2d`: BatchNorm with every statistic and parameter fixed,
@@ -95,6 +96,11 @@ impl FrozenBatchNorm {
     /// [`NormError::InvalidRank`] below rank 2, [`NormError::ChannelMismatch`] when `C`
     /// differs from the layer's.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        in_f32_if_half(input, |x| self.try_forward_f32(x))
+    }
+
+    /// [`try_forward`](Self::try_forward) on an input of f32 or f64.
+    fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         if D < 2 {
             return Err(NormError::InvalidRank {

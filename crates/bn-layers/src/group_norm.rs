@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use crate::display;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional::{self, channel_major};
+use crate::precision::in_f32_if_half;
 use crate::{ComputePath, NormError, params};
 
 /// Configuration of a [`GroupNorm`] layer. Field names and defaults are PyTorch's.
@@ -140,6 +141,11 @@ impl GroupNorm {
     ///   `affine`) `C != num_channels`.
     /// - [`NormError::TooFewValues`]: `N * C / G * spatial == 1`, as PyTorch checks it.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        in_f32_if_half(input, |x| self.try_forward_f32(x))
+    }
+
+    /// [`try_forward`](Self::try_forward) on an input of f32 or f64.
+    fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         let shape = dims.to_vec();
         if D < 2 {

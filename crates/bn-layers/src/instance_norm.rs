@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use crate::display;
 use crate::error::{check_eps, check_momentum, check_nonzero};
 use crate::functional;
+use crate::precision::in_f32_if_half;
 use crate::training::TrainingMode;
 use crate::{ComputePath, InputRank, NormError, RunningStats, params};
 
@@ -175,6 +176,11 @@ impl InstanceNorm {
     ///   per-channel parameters or running statistics.
     /// - [`NormError::TooFewValues`]: instance statistics over a single spatial position.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        in_f32_if_half(input, |x| self.try_forward_f32(x))
+    }
+
+    /// [`try_forward`](Self::try_forward) on an input of f32 or f64.
+    fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         let shape = dims.to_vec();
         let unbatched = self.input_rank.check_instance_norm(&shape)?;

@@ -8,6 +8,7 @@ use crate::display;
 use crate::error::check_eps;
 use crate::functional;
 use crate::normalized_shape;
+use crate::precision::in_f32_if_half;
 use crate::{ComputePath, NormError, params};
 
 /// Configuration of a [`LayerNorm`] layer. Field names and defaults are PyTorch's.
@@ -136,6 +137,11 @@ impl LayerNorm {
     /// [`NormError::NormalizedShapeMismatch`] when the input's trailing dimensions are not
     /// `normalized_shape`.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        in_f32_if_half(input, |x| self.try_forward_f32(x))
+    }
+
+    /// [`try_forward`](Self::try_forward) on an input of f32 or f64.
+    fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         let (rows, size) = normalized_shape::rows_and_size(&dims, &self.normalized_shape)?;
         if rows == 0 {

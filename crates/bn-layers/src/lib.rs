@@ -36,6 +36,10 @@
 //! data, as PyTorch's `torch.optim.swa_utils.update_bn` does; [`freeze_batchnorm`] freezes
 //! every BatchNorm of any model in place (torchvision's `FrozenBatchNorm2d` behaviour).
 //!
+//! Half-precision inputs (f16, bf16) are normalized with f32 statistics and accumulation and
+//! returned in their own dtype, as PyTorch's BatchNorm treats them; parameters and running
+//! statistics keep theirs (f32 on a default device).
+//!
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward
 //! ([`NormKernels`]): hand-written kernels on flex (the `flex` feature: rayon, AVX2 where the
@@ -89,6 +93,7 @@ mod layer_norm;
 mod module_path;
 mod normalized_shape;
 mod params;
+mod precision;
 mod rank;
 mod recalibrate;
 mod rms_norm;

@@ -7,6 +7,7 @@ use burn::tensor::{DType, Device, Tensor};
 use crate::display;
 use crate::error::check_eps;
 use crate::normalized_shape;
+use crate::precision::in_f32_if_half;
 use crate::{NormError, params};
 
 /// Configuration of an [`RmsNorm`] layer. Field names and defaults are PyTorch's.
@@ -128,12 +129,22 @@ impl RmsNorm {
     /// [`NormError::NormalizedShapeMismatch`] when the input's trailing dimensions are not
     /// `normalized_shape`.
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        // `eps: None` is the machine epsilon of the input's own type, half or not.
+        let eps = self.eps.unwrap_or_else(|| machine_epsilon(input.dtype()));
+        in_f32_if_half(input, |x| self.normalize(x, eps))
+    }
+
+    /// `try_forward` with `eps` resolved, on an input of f32 or f64.
+    fn normalize<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        eps: f64,
+    ) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         let (rows, size) = normalized_shape::rows_and_size(&dims, &self.normalized_shape)?;
         if rows == 0 {
             return Ok(input);
         }
-        let eps = self.eps.unwrap_or_else(|| machine_epsilon(input.dtype()));
         let x = input.reshape([rows, size]);
         let mean_square = x.clone().square().mean_dim(1);
         let normalized = x * mean_square.add_scalar(eps).sqrt().recip();

@@ -9,6 +9,7 @@ use crate::NormError;
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::error::check_eps_for_batch_stats;
 use crate::functional::scale_shift;
+use crate::precision::in_f32_if_half;
 
 /// Batch normalization that, in training, normalizes every replica's slice with the mean and
 /// variance of the **global** batch: the union of the slices of all replicas in its group.
@@ -113,6 +114,11 @@ impl SyncBatchNorm {
     /// panicked or failed, the replicas are out of step, or one waited past the group's
     /// patience: [`ReplicaGroup::with_patience`](super::ReplicaGroup::with_patience)).
     pub fn try_forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
+        in_f32_if_half(input, |x| self.try_forward_f32(x))
+    }
+
+    /// [`try_forward`](Self::try_forward) on an input of f32 or f64.
+    fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let bn = &self.bn;
         let training = bn.training.trains_on(&input.device());
         if !training {
