@@ -66,7 +66,7 @@ pub struct ConvertError {
 /// let (ours, report) = convert_batchnorm(&theirs, ours, |_| Some(2)).unwrap();
 /// let (_, var) = ours.running_stats().unwrap();
 /// // burn-nn: 0.9 + 0.1 · (1, 4), biased; unbiased over 2 values: times 2.
-/// let var = var.into_data().to_vec::<f32>().unwrap();
+/// let var = var.into_data().try_to_vec::<f32>().unwrap();
 /// assert!((var[0] - 2.0).abs() < 1e-6 && (var[1] - 2.6).abs() < 1e-6);
 /// assert_eq!(report.layers.len(), 1);
 /// ```
