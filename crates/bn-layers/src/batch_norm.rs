@@ -231,12 +231,7 @@ impl BatchNorm {
         self.input_rank.check_batch_norm(&shape)?;
         let [n, _, spatial] = channel_major(&shape);
         if batch_stats && n * spatial == 1 {
-            return Err(NormError::TooFewValues {
-                layer: "BatchNorm",
-                per: "value per channel",
-                hint: "batch statistics need a batch of at least 2 samples (drop a final batch of 1), or put the layer in evaluation mode (`.valid()`) to use its running statistics",
-                shape,
-            });
+            return Err(NormError::single_value_per_channel("BatchNorm", shape));
         }
         self.check_shape(&shape)?;
         if batch_stats {

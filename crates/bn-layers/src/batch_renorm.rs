@@ -235,12 +235,7 @@ impl BatchRenorm {
             return Ok(scale_shift(y, gamma, beta).reshape(dims));
         }
         if n * spatial == 1 {
-            return Err(NormError::TooFewValues {
-                layer: "BatchRenorm",
-                per: "value per channel",
-                hint: "batch statistics need a batch of at least 2 samples (drop a final batch of 1), or put the layer in evaluation mode (`.valid()`) to use its running statistics",
-                shape,
-            });
+            return Err(NormError::single_value_per_channel("BatchRenorm", shape));
         }
         check_eps_for_batch_stats("BatchRenorm", self.eps)?;
 

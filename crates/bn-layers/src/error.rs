@@ -145,6 +145,17 @@ impl NormError {
         }
     }
 
+    /// [`NormError::TooFewValues`] for batch statistics over one value per channel, with the
+    /// hint PyTorch users need (BatchNorm, BatchRenorm).
+    pub(crate) fn single_value_per_channel(layer: &'static str, shape: Vec<usize>) -> Self {
+        NormError::TooFewValues {
+            layer,
+            per: "value per channel",
+            hint: "batch statistics need a batch of at least 2 samples (drop a final batch of 1), or put the layer in evaluation mode (`.valid()`) to use its running statistics",
+            shape,
+        }
+    }
+
     pub(crate) fn invalid_config(layer: &'static str, reason: impl Into<String>) -> Self {
         NormError::InvalidConfig {
             layer,

@@ -10,6 +10,8 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleSnapshot, bridge};
 use burn::tensor::TensorData;
 
+use crate::pytorch::publish_running_state;
+
 /// What [`convert_batchnorm`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Conversion {
@@ -75,9 +77,7 @@ pub fn convert_batchnorm<A: Module, B: Module>(
     mut into: B,
     values_per_batch: impl Fn(&str) -> Option<usize>,
 ) -> Result<(B, Conversion), ConvertError> {
-    // Burn's `RunningState` keeps a thread's last update pending until a sync, which `valid`
-    // performs; a snapshot alone would miss it.
-    let _ = from.valid();
+    publish_running_state(from);
     let mut conversion = Conversion::default();
     let mut tensors = Vec::new();
     for tensor in from.collect(None, None, true) {

@@ -161,7 +161,7 @@ pub fn save_safetensors<M: PytorchStateDict>(model: &M, path: &Path) -> Result<(
 
 /// Burn's `RunningState` keeps a thread's last update pending until a sync, which `valid`
 /// performs; snapshots taken without one would miss the last training step's statistics.
-fn publish_running_state<M: Module>(model: &M) {
+pub(crate) fn publish_running_state<M: Module>(model: &M) {
     let _ = model.valid();
 }
 
