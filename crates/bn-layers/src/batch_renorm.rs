@@ -4,12 +4,12 @@
 
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param, RunningState};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_nonzero};
 use crate::functional::{channel_major, scale_shift};
-use crate::precision::in_f32_if_half;
+use crate::precision::{in_dtype, in_f32_if_half, statistics_dtype};
 use crate::{NormError, TrainingMode, display, params};
 
 /// Configuration of a [`BatchRenorm`] layer.
@@ -44,6 +44,10 @@ pub struct BatchRenormConfig {
     /// Learn a per-channel scale `gamma` and shift `beta`. Default: `true`.
     #[config(default = true)]
     pub affine: bool,
+    /// The dtype of the running mean and standard deviation; `None` keeps them in the
+    /// device's default float, or in f32 where that default is f16 or bf16. Default: `None`.
+    #[config(default = "None")]
+    pub stats_dtype: Option<FloatDType>,
 }
 
 /// Batch Renormalization over the channel axis of `[N, C, ...]` inputs.
@@ -160,7 +164,8 @@ impl BatchRenormConfig {
         }
         let c = self.num_features;
         let (gamma, beta) = params::affine(self.affine, c, device);
-        let state = |value: f64| RunningState::new(Tensor::full([c], value, device));
+        let dtype = statistics_dtype(self.stats_dtype, device);
+        let state = |value: f64| RunningState::new(Tensor::full([c], value, (device, dtype)));
         Ok(BatchRenorm {
             gamma,
             beta,
@@ -222,14 +227,15 @@ impl BatchRenorm {
                 &shape,
             ));
         }
-        let device = input.device();
+        let (device, dtype) = (input.device(), input.dtype());
         let x = input.reshape([n, c, spatial]);
         let running = |state: &RunningState<Tensor<1>>| {
-            state.value_sync().to_device(&device).reshape([1, c, 1])
+            in_dtype(state.value_sync().to_device(&device), dtype).reshape([1, c, 1])
         };
         let (mu, sigma) = (running(&self.running_mean), running(&self.running_std));
-        let gamma = self.gamma.as_ref().map(Param::val);
-        let beta = self.beta.as_ref().map(Param::val);
+        let param = |p: &Param<Tensor<1>>| in_dtype(p.val(), dtype);
+        let gamma = self.gamma.as_ref().map(param);
+        let beta = self.beta.as_ref().map(param);
         if !self.training.trains_on(&device) {
             let y = (x - mu) / sigma;
             return Ok(scale_shift(y, gamma, beta).reshape(dims));
@@ -254,7 +260,8 @@ impl BatchRenorm {
 
         let update = |state: &RunningState<Tensor<1>>, running: Tensor<3>, batch: Tensor<3>| {
             let moved = running.clone() + (batch.detach() - running).mul_scalar(self.momentum);
-            state.update(moved.reshape([c]).detach());
+            let stored = state.value_sync().dtype();
+            state.update(in_dtype(moved.reshape([c]).detach(), stored));
         };
         update(&self.running_mean, mu, mean_b);
         update(&self.running_std, sigma, std_b);

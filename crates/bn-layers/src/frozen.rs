@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 
 use crate::functional::{channel_major, scale_shift};
 use crate::module_path::ModulePath;
-use crate::precision::in_f32_if_half;
+use crate::precision::{in_dtype, in_f32_if_half};
 use crate::{BatchNorm, NormError, display};
 
 /// torchvision's `FrozenBatchNorm2d`: BatchNorm with every statistic and parameter fixed,
@@ -121,8 +121,9 @@ impl FrozenBatchNorm {
                 &dims,
             ));
         }
-        let scale = self.weight.val() / self.running_var.val().add_scalar(self.eps).sqrt();
-        let shift = self.bias.val() - self.running_mean.val() * scale.clone();
+        let fixed = |param: &Param<Tensor<1>>| in_dtype(param.val(), input.dtype());
+        let scale = fixed(&self.weight) / fixed(&self.running_var).add_scalar(self.eps).sqrt();
+        let shift = fixed(&self.bias) - fixed(&self.running_mean) * scale.clone();
         let y = scale_shift(input.reshape([n, c, spatial]), Some(scale), Some(shift));
         Ok(y.reshape(dims))
     }

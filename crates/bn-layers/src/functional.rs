@@ -3,12 +3,15 @@
 //! ([`kernels`]).
 //!
 //! Everything here works on a channel-major view of the input, `[N, C, S]` with `S` the
-//! product of the spatial dimensions, so one function serves every input rank.
+//! product of the spatial dimensions, so one function serves every input rank, and in the
+//! input's dtype: parameters and statistics of another dtype (a half model's f16 `gamma`,
+//! its f32 running statistics) are cast to it.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
 use crate::activation::maybe_apply;
 use crate::kernels;
+use crate::precision::in_dtype;
 use crate::{Activation, ComputePath};
 
 /// The output of a normalization with statistics of its input, and the statistics themselves
@@ -41,9 +44,10 @@ pub(crate) fn batch_norm_train<const D: usize>(
     activation: Option<Activation>,
     path: ComputePath,
 ) -> BatchStats<D> {
+    let (gamma, beta) = like_input(gamma, beta, &x);
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
-            let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
+            let (gamma, beta) = identity_if_absent(gamma, beta, &x);
             kernels::batch_norm_train_fused(x, gamma, beta, eps, activation).into()
         }
         // The composed path, and the fused one on a backend without kernels.
@@ -85,9 +89,11 @@ pub(crate) fn batch_norm_eval<const D: usize>(
     activation: Option<Activation>,
     path: ComputePath,
 ) -> Tensor<D> {
+    let (gamma, beta) = like_input(gamma, beta, &x);
+    let (mean, var) = (in_dtype(mean, x.dtype()), in_dtype(var, x.dtype()));
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
-            let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
+            let (gamma, beta) = identity_if_absent(gamma, beta, &x);
             kernels::batch_norm_eval_fused(x, gamma, beta, mean, var, eps, activation)
         }
         // The composed path, and the fused one on a backend without kernels.
@@ -118,9 +124,10 @@ pub(crate) fn group_norm<const D: usize>(
     eps: f64,
     path: ComputePath,
 ) -> BatchStats<D> {
+    let (gamma, beta) = like_input(gamma, beta, &x);
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
-            let (gamma, beta) = identity_if_absent(gamma, beta, x.dims()[1], &x.device());
+            let (gamma, beta) = identity_if_absent(gamma, beta, &x);
             kernels::group_norm_fused(x, gamma, beta, groups, eps).into()
         }
         // The composed path, and the fused one on a backend without kernels.
@@ -147,26 +154,42 @@ pub(crate) fn group_norm<const D: usize>(
     }
 }
 
-/// The fused ops always scale and shift: a layer without `affine` gets `gamma = 1`,
-/// `beta = 0` (constants, outside the autodiff graph) for its `channels`.
-pub(crate) fn identity_if_absent(
+/// `gamma` and `beta` in the dtype of `x`.
+fn like_input<const D: usize>(
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
-    channels: usize,
-    device: &Device,
-) -> (Tensor<1>, Tensor<1>) {
+    x: &Tensor<D>,
+) -> (Option<Tensor<1>>, Option<Tensor<1>>) {
+    let dtype = x.dtype();
     (
-        gamma.unwrap_or_else(|| Tensor::ones([channels], device)),
-        beta.unwrap_or_else(|| Tensor::zeros([channels], device)),
+        gamma.map(|g| in_dtype(g, dtype)),
+        beta.map(|b| in_dtype(b, dtype)),
     )
 }
 
-/// Per-channel `gamma * x + beta` on a channel-major `[N, C, S]` tensor.
+/// The fused ops always scale and shift: a layer without `affine` gets `gamma = 1`,
+/// `beta = 0` (constants, outside the autodiff graph) for the channels of `x: [N, C, ...]`,
+/// in its dtype.
+pub(crate) fn identity_if_absent<const D: usize>(
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    x: &Tensor<D>,
+) -> (Tensor<1>, Tensor<1>) {
+    let options = (&x.device(), x.dtype());
+    let channels = x.dims()[1];
+    (
+        gamma.unwrap_or_else(|| Tensor::ones([channels], options)),
+        beta.unwrap_or_else(|| Tensor::zeros([channels], options)),
+    )
+}
+
+/// Per-channel `gamma * x + beta` on a channel-major `[N, C, S]` tensor, in the dtype of `x`.
 pub(crate) fn scale_shift(
     x: Tensor<3>,
     gamma: Option<Tensor<1>>,
     beta: Option<Tensor<1>>,
 ) -> Tensor<3> {
+    let (gamma, beta) = like_input(gamma, beta, &x);
     let c = x.dims()[1];
     let x = match gamma {
         Some(gamma) => x * gamma.reshape([1, c, 1]),

@@ -2,7 +2,7 @@
 
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::display;
 use crate::error::{check_eps, check_momentum, check_nonzero};
@@ -38,6 +38,11 @@ pub struct InstanceNormConfig {
     /// One fused op per mode or the composed textbook algorithm. Default: [`ComputePath::Fused`].
     #[config(default = "ComputePath::Fused")]
     pub path: ComputePath,
+    /// The dtype of the running statistics; `None` keeps them in the device's default float,
+    /// or in f32 where that default is f16 or bf16 (a half model's `running_var` would
+    /// underflow). Default: `None`.
+    #[config(default = "None")]
+    pub stats_dtype: Option<FloatDType>,
 }
 
 /// Instance normalization: every channel of every sample is normalized over its own
@@ -144,7 +149,7 @@ impl InstanceNormConfig {
         Ok(InstanceNorm {
             gamma,
             beta,
-            running: RunningStats::tracked(self.track_running_stats, c, device),
+            running: RunningStats::tracked(self.track_running_stats, c, self.stats_dtype, device),
             training: TrainingMode::new(),
             num_features: c,
             eps: self.eps,

@@ -37,8 +37,10 @@
 //! every BatchNorm of any model in place (torchvision's `FrozenBatchNorm2d` behaviour).
 //!
 //! Half-precision inputs (f16, bf16) are normalized with f32 statistics and accumulation and
-//! returned in their own dtype, as PyTorch's BatchNorm treats them; parameters and running
-//! statistics keep theirs (f32 on a default device).
+//! returned in their own dtype, as PyTorch's BatchNorm treats them. A half model (built on a
+//! device configured with `FloatDType::F16` or `BF16`) has half parameters but keeps its
+//! running statistics in f32, where burn-nn's `running_var` underflows; `stats_dtype` on
+//! BatchNorm's, InstanceNorm's and BatchRenorm's configs chooses otherwise.
 //!
 //! Every layer computes through one of two paths ([`ComputePath`]): the fused one (the
 //! default) records each layer as one autodiff node with a closed-form backward

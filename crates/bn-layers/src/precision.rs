@@ -1,9 +1,10 @@
-//! Half-precision inputs: every layer normalizes f16 and bf16 inputs with f32 statistics and
-//! f32 accumulation, as PyTorch's BatchNorm does for half inputs beside float parameters, and
-//! returns the input's dtype. Parameters and running statistics stay in their own dtype (f32
-//! when built on a default device), so a half model keeps full-precision statistics.
+//! Half precision: every layer normalizes f16 and bf16 inputs with f32 statistics and f32
+//! accumulation, as PyTorch's BatchNorm does for half inputs, and returns the input's dtype.
+//! Running statistics are kept in f32 on a device whose default float is half (a half
+//! model's `running_var` would underflow, as burn-nn's does); parameters keep the dtype they
+//! were built or loaded in, and are cast to the computation's dtype where they are used.
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 /// `normalize(input)`, computed on `input` cast to f32 when it is f16 or bf16 (the result cast
 /// back), and on `input` as it is otherwise.
@@ -15,6 +16,26 @@ pub(crate) fn in_f32_if_half<const D: usize, E>(
         dtype @ (DType::F16 | DType::BF16) => Ok(normalize(input.cast(DType::F32))?.cast(dtype)),
         _ => normalize(input),
     }
+}
+
+/// `tensor` in `dtype`: itself when it has it already, else cast (a differentiable op, so a
+/// half parameter used in an f32 computation still receives its gradient, in half).
+pub(crate) fn in_dtype<const D: usize>(tensor: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if tensor.dtype() == dtype {
+        tensor
+    } else {
+        tensor.cast(dtype)
+    }
+}
+
+/// The dtype of a layer's running statistics: `chosen` when the configuration names one,
+/// else the device's default float, except f32 where that default is f16 or bf16.
+pub(crate) fn statistics_dtype(chosen: Option<FloatDType>, device: &Device) -> DType {
+    let dtype = chosen.unwrap_or_else(|| match device.settings().float_dtype {
+        FloatDType::F16 | FloatDType::BF16 => FloatDType::F32,
+        other => other,
+    });
+    dtype.into()
 }
 
 #[cfg(test)]

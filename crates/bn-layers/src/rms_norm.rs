@@ -7,7 +7,7 @@ use burn::tensor::{DType, Device, Tensor};
 use crate::display;
 use crate::error::check_eps;
 use crate::normalized_shape;
-use crate::precision::in_f32_if_half;
+use crate::precision::{in_dtype, in_f32_if_half};
 use crate::{NormError, params};
 
 /// Configuration of an [`RmsNorm`] layer. Field names and defaults are PyTorch's.
@@ -149,7 +149,10 @@ impl RmsNorm {
         let mean_square = x.clone().square().mean_dim(1);
         let normalized = x * mean_square.add_scalar(eps).sqrt().recip();
         let scaled = match &self.gamma {
-            Some(gamma) => normalized * gamma.val().unsqueeze_dim::<2>(0),
+            Some(gamma) => {
+                let gamma = in_dtype(gamma.val(), normalized.dtype());
+                normalized * gamma.unsqueeze_dim::<2>(0)
+            }
             None => normalized,
         };
         Ok(scaled.reshape(dims))

@@ -2,9 +2,10 @@
 //! their update rule: the one place BatchNorm, InstanceNorm and SyncBatchNorm keep them.
 
 use burn::module::{Module, RunningState};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::counter::BatchCounter;
+use crate::precision::{in_dtype, statistics_dtype};
 use crate::recalibrate::cumulative_average;
 
 /// The running statistics of a layer built with `track_running_stats`, one submodule so
@@ -23,9 +24,18 @@ pub struct RunningStats {
 }
 
 impl RunningStats {
-    /// PyTorch's initial values for `channels` channels: mean 0, variance 1, count 0.
+    /// PyTorch's initial values for `channels` channels: mean 0, variance 1, count 0, in the
+    /// device's default float (f32 where that is f16 or bf16).
     pub fn new(channels: usize, device: &Device) -> Self {
-        let state = |value: f64| RunningState::new(Tensor::full([channels], value, device));
+        Self::with_dtype(channels, None, device)
+    }
+
+    /// [`RunningStats::new`] with the statistics in `dtype`, or where `None` in the dtype
+    /// [`new`](Self::new) picks.
+    pub fn with_dtype(channels: usize, dtype: Option<FloatDType>, device: &Device) -> Self {
+        let dtype = statistics_dtype(dtype, device);
+        let state =
+            |value: f64| RunningState::new(Tensor::full([channels], value, (device, dtype)));
         Self {
             mean: state(0.0),
             var: state(1.0),
@@ -33,9 +43,14 @@ impl RunningStats {
         }
     }
 
-    /// [`RunningStats::new`] where `track` is on (`track_running_stats`), else none.
-    pub(crate) fn tracked(track: bool, channels: usize, device: &Device) -> Option<Self> {
-        track.then(|| Self::new(channels, device))
+    /// [`RunningStats::with_dtype`] where `track` is on (`track_running_stats`), else none.
+    pub(crate) fn tracked(
+        track: bool,
+        channels: usize,
+        dtype: Option<FloatDType>,
+        device: &Device,
+    ) -> Option<Self> {
+        track.then(|| Self::with_dtype(channels, dtype, device))
     }
 
     /// The current running mean and (unbiased) variance.
@@ -95,20 +110,24 @@ impl RunningStats {
     }
 
     /// The update rule: `running = (1 - f) * running + f * batch`, the batch variance made
-    /// unbiased by `count / (count - 1)` (Bessel's correction) as PyTorch does.
+    /// unbiased by `count / (count - 1)` (Bessel's correction) as PyTorch does. The blend is
+    /// computed in the batch statistics' dtype and stored in the running statistics' own.
     fn update(&self, batch_mean: Tensor<1>, batch_var_biased: Tensor<1>, count: usize, f: Weight) {
-        let device = batch_mean.device();
+        let (device, dtype) = (batch_mean.device(), batch_mean.dtype());
         let bessel = count as f64 / (count as f64 - 1.0);
         let batch_var = batch_var_biased.mul_scalar(bessel);
         let blend = |state: &RunningState<Tensor<1>>, batch: Tensor<1>| {
-            let running = state.value_sync().to_device(&device);
+            let running = state.value_sync();
+            let stored = running.dtype();
+            let running = in_dtype(running.to_device(&device), dtype);
             let blended = match &f {
                 Weight::Scalar(m) => running.mul_scalar(1.0 - m) + batch.mul_scalar(*m),
                 Weight::Tensor(w) => {
-                    running * (**w).clone().neg().add_scalar(1.0) + batch * (**w).clone()
+                    let w = in_dtype((**w).clone(), dtype);
+                    running * w.clone().neg().add_scalar(1.0) + batch * w
                 }
             };
-            state.update(blended.detach());
+            state.update(in_dtype(blended.detach(), stored));
         };
         blend(&self.mean, batch_mean);
         blend(&self.var, batch_var);
