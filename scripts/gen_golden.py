@@ -16,6 +16,7 @@ JSON layout (see also the "format" field written into the file):
       "weight": T | null, "bias": T | null,          # parameters (constant for all steps)
       "initial_running_mean": T | null, "initial_running_var": T | null,
       "initial_num_batches_tracked": int | null,
+      "dtype": "bfloat16" | "float16",              # only in half-precision cases, see below
       "steps": [
         {"mode": "train" | "eval",
          "input": T, "upstream": T, "output": T,
@@ -24,6 +25,9 @@ JSON layout (see also the "format" field written into the file):
          "num_batches_tracked": int | null}                     # AFTER this step
         or, for an input the layer must reject:
         {"mode": "train" | "eval", "input": T, "error": NormError kind}
+        or, for PyTorch's BN recalibration (torch.optim.swa_utils.update_bn(batches, layer)):
+        {"mode": "recalibrate", "batches": [T, ...],
+         "running_mean": T | null, "running_var": T | null, "num_batches_tracked": int | null}
       ]
     }
   ]
@@ -36,6 +40,11 @@ value is a number.
 Gradients are of loss = sum(output * upstream) w.r.t. input, weight, bias, computed
 fresh at every step (not accumulated); parameters are NOT updated between steps.
 Running statistics carry over from one step to the next.
+
+A half-precision case ("dtype" present) runs its layer in float32 (parameters and running
+statistics) on inputs of that dtype: "input" and "upstream" hold the half values (exact in
+float64), "output" and "grad_input" PyTorch's half results, the loss is
+sum(output.float() * upstream.float()). The cases without "dtype" are float64 throughout.
 """
 import json
 import math
@@ -43,6 +52,7 @@ import os
 
 import torch
 import torch.nn as nn
+from torch.optim.swa_utils import update_bn
 
 torch.set_default_dtype(torch.float64)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,14 +98,18 @@ def make_module(layer, config):
 
 
 def build_case(name, layer, config, steps, seed, preset_running=False,
-               default_params=False, x_scale=2.0, x_shift=0.5, poison=None, running=None):
-    """steps: list of (mode, shape).
+               default_params=False, x_scale=2.0, x_shift=0.5, poison=None, running=None,
+               dtype=None):
+    """steps: list of (mode, shape), or ("recalibrate", [shape, ...]) for update_bn over one
+    batch of each shape.
 
     poison: {step index: [(element index, value), ...]} written into that step's input
     (NaN and infinities). running: (mean, var) lists to start the running statistics from.
+    dtype: torch.bfloat16 or torch.float16 for a half-precision case (a float32 layer).
     """
     g = torch.Generator().manual_seed(seed)
-    m = make_module(layer, config).double()
+    m = make_module(layer, config)
+    m = m.double() if dtype is None else m.float()
 
     weight = getattr(m, "weight", None)
     bias = getattr(m, "bias", None)
@@ -131,21 +145,42 @@ def build_case(name, layer, config, steps, seed, preset_running=False,
         "init_error": None,
         "steps": [],
     }
+    if dtype is not None:
+        case["dtype"] = str(dtype).split(".")[1]
 
-    params = [p for p in (weight, bias) if p is not None]
-    for mode, shape in steps:
-        m.train(mode == "train")
+    def make_input(shape):
         # per-channel offsets make channel means clearly different
         x = torch.randn(shape, generator=g) * x_scale + x_shift
         if len(shape) >= 2 and layer != "LayerNorm":
             off = torch.linspace(-1.0, 1.0, shape[1]).reshape([1, shape[1]] + [1] * (len(shape) - 2))
             x = x + off
+        return x
+
+    params = [p for p in (weight, bias) if p is not None]
+    for mode, shape in steps:
+        if mode == "recalibrate":
+            batches = [make_input(batch_shape) for batch_shape in shape]
+            update_bn(batches, m)
+            nbt = getattr(m, "num_batches_tracked", None)
+            case["steps"].append({
+                "mode": mode,
+                "batches": [T(b) for b in batches],
+                "running_mean": T(buf("running_mean")),
+                "running_var": T(buf("running_var")),
+                "num_batches_tracked": None if nbt is None else int(nbt.item()),
+            })
+            continue
+        m.train(mode == "train")
+        x = make_input(shape)
         for index, bad in (poison or {}).get(len(case["steps"]), []):
             x[index] = bad
-        x.requires_grad_(True)
         up = torch.randn(shape, generator=g)
+        if dtype is not None:
+            x, up = x.to(dtype), up.to(dtype)
+        x.requires_grad_(True)
         y = m(x)
-        loss = (y * up).sum()
+        assert y.dtype == x.dtype, (name, y.dtype)
+        loss = (y.float() * up.float()).sum() if dtype is not None else (y * up).sum()
         grads = torch.autograd.grad(loss, [x] + params)
         gx = grads[0]
         gw = gb = None
@@ -363,6 +398,43 @@ def main():
                    poison={0: [((0, 2), nan), ((1, 4), inf)]}))
     add(error_case("err_rms_shape", "RMSNorm", rms_cfg([5]), "train", (4, 3, 4), "NormalizedShapeMismatch"))
 
+    # ---------------- BN recalibration: update_bn over a list of batches ----------------
+    # update_bn resets every BatchNorm's running statistics, averages the batches' means and
+    # unbiased variances (momentum None), restores the momentum and the training mode. Reset
+    # first, so non-finite statistics come out finite; a layer that is no BatchNorm is left
+    # alone (update_bn returns before any forward when the model has no BatchNorm).
+    add(build_case("recal_bn1d_train_recalibrate_eval_train", "BatchNorm1d", bn_cfg(4),
+                   [("train", (8, 4)), ("recalibrate", [(16, 4), (16, 4), (5, 4)]), ("eval", (6, 4)),
+                    ("train", (8, 4))], next(s)))
+    add(build_case("recal_bn2d_nonfinite_running_stats_made_finite", "BatchNorm2d", bn_cfg(3),
+                   [("eval", (2, 3, 4, 4)), ("recalibrate", [(4, 3, 4, 4), (2, 3, 4, 4)]),
+                    ("eval", (2, 3, 4, 4))], next(s), running=([nan, inf, 0.2], [inf, nan, 1.0])))
+    add(build_case("recal_bn3d_momentum_None_no_affine_count_carries_on", "BatchNorm3d",
+                   bn_cfg(2, momentum=None, affine=False),
+                   [("train", (2, 2, 2, 3, 3)), ("recalibrate", [(3, 2, 2, 3, 3), (1, 2, 2, 3, 3)]),
+                    ("train", (2, 2, 2, 3, 3))], next(s)))
+    add(build_case("recal_in1d_no_batchnorm_left_alone", "InstanceNorm1d", in_cfg(3, affine=True, trs=True),
+                   [("train", (4, 3, 6)), ("recalibrate", [(4, 3, 6), (4, 3, 6)]), ("eval", (4, 3, 6))],
+                   next(s)))
+
+    # ---------------- half precision: bfloat16 and float16 inputs to float32 layers ----------------
+    for dtype in (torch.bfloat16, torch.float16):
+        short = str(dtype).split(".")[1]
+        add(build_case(f"half_{short}_bn2d_train_eval", "BatchNorm2d", bn_cfg(3),
+                       [("train", (4, 3, 5, 5)), ("eval", (4, 3, 5, 5))], next(s), dtype=dtype))
+        add(build_case(f"half_{short}_bn1d_momentum_None_train_train_eval", "BatchNorm1d",
+                       bn_cfg(4, momentum=None),
+                       [("train", (16, 4)), ("train", (16, 4)), ("eval", (16, 4))], next(s), dtype=dtype))
+        add(build_case(f"half_{short}_in2d_affine_running_train_eval", "InstanceNorm2d",
+                       in_cfg(3, affine=True, trs=True),
+                       [("train", (2, 3, 4, 4)), ("eval", (2, 3, 4, 4))], next(s), dtype=dtype))
+        add(build_case(f"half_{short}_gn_(3,4,3,3)", "GroupNorm", gn_cfg(2, 4),
+                       [("train", (3, 4, 3, 3))], next(s), dtype=dtype))
+        add(build_case(f"half_{short}_ln_(6,5)", "LayerNorm", ln_cfg([5]), [("train", (6, 5))], next(s),
+                       dtype=dtype))
+        add(build_case(f"half_{short}_rms_eps_None_(6,5)", "RMSNorm", rms_cfg([5]), [("train", (6, 5))],
+                       next(s), dtype=dtype))
+
     doc = {
         "format": ("T = {shape, data(row-major flat float64)}. Each case: layer, config (PyTorch ctor kwargs; "
                    "momentum null = None), weight/bias (null if absent), initial running stats, steps[]. "
@@ -373,7 +445,11 @@ def main():
                    "'error' instead of outputs (that forward must fail), each naming a NormError "
                    "kind: InvalidRank, ChannelMismatch, TooFewValues, NormalizedShapeMismatch, "
                    "GroupsNotDivisible, InvalidConfig. In T.data, NaN and infinities are the "
-                   "strings NaN, Infinity and -Infinity."),
+                   "strings NaN, Infinity and -Infinity. A step with mode 'recalibrate' runs "
+                   "torch.optim.swa_utils.update_bn over its 'batches' and records the running "
+                   "statistics after. A case with 'dtype' (bfloat16, float16) runs a float32 "
+                   "layer on inputs of that dtype: input, upstream, output and grad_input hold "
+                   "half values, the loss is sum(Y.float() * U.float())."),
         "torch_version": torch.__version__,
         "dtype": "float64",
         "num_cases": len(cases),

@@ -11,7 +11,7 @@ use common::Precision;
 #[test]
 fn golden_cases_pass_in_f32_on_both_paths() {
     for path in [ComputePath::Fused, ComputePath::Composed] {
-        common::assert_golden_passes(Device::flex(), path, Precision::F32);
+        common::assert_golden_passes(Device::flex(), path, Precision::F32, 0);
     }
 }
 

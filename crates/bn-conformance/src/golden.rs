@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use burn::tensor::DType;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -46,18 +47,26 @@ pub struct Case {
     /// `num_batches_tracked` before the first step.
     #[serde(default)]
     pub initial_num_batches_tracked: Option<i64>,
+    /// The half dtype of the inputs of a half-precision case (the layer itself is float32 in
+    /// PyTorch); `None` for a case in the run's own float type.
+    #[serde(default)]
+    pub dtype: Option<HalfDType>,
     /// The forwards to run, in order.
     #[serde(default)]
     pub steps: Vec<Step>,
 }
 
-/// One forward (and backward) pass and what PyTorch computed for it.
+/// One forward (and backward) pass, or one recalibration, and what PyTorch computed for it.
 #[derive(Debug, Deserialize)]
 pub struct Step {
-    /// `train` or `eval`.
+    /// `train`, `eval` or `recalibrate`.
     pub mode: Mode,
-    /// The input.
-    pub input: TensorValue,
+    /// The input of a `train` or `eval` step.
+    #[serde(default)]
+    pub input: Option<TensorValue>,
+    /// The batches of a `recalibrate` step, in order.
+    #[serde(default)]
+    pub batches: Vec<TensorValue>,
     /// The `NormError` kind this forward must fail with, instead of outputs.
     #[serde(default)]
     pub error: Option<String>,
@@ -99,14 +108,45 @@ pub struct StepResults {
     pub running_var: Option<TensorValue>,
 }
 
-/// PyTorch's `module.train()` / `module.eval()`.
+/// PyTorch's `module.train()` / `module.eval()`, or `update_bn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Training mode.
+    /// A forward in training mode.
     Train,
-    /// Evaluation mode.
+    /// A forward in evaluation mode.
     Eval,
+    /// `torch.optim.swa_utils.update_bn(batches, layer)`: [`bn_layers::recalibrate`].
+    Recalibrate,
+}
+
+/// A half-precision case's input dtype, by PyTorch's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HalfDType {
+    /// `torch.bfloat16`.
+    Bfloat16,
+    /// `torch.float16`.
+    Float16,
+}
+
+/// PyTorch's name: `bfloat16`, `float16`.
+impl std::fmt::Display for HalfDType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HalfDType::Bfloat16 => "bfloat16",
+            HalfDType::Float16 => "float16",
+        })
+    }
+}
+
+impl From<HalfDType> for DType {
+    fn from(dtype: HalfDType) -> Self {
+        match dtype {
+            HalfDType::Bfloat16 => DType::BF16,
+            HalfDType::Float16 => DType::F16,
+        }
+    }
 }
 
 /// A tensor as the golden file stores it: a shape and the row-major values.
@@ -223,5 +263,29 @@ mod tests {
         let err = read(r#"[1.5, "nan", 2, 3]"#).unwrap_err().to_string();
         assert!(err.contains(r#""nan" is not a value"#), "{err}");
         assert!(read("[1, null, 2, 3]").is_err());
+    }
+
+    #[test]
+    fn half_cases_and_recalibrate_steps_are_read_and_unknown_dtypes_named() {
+        let case = |dtype: &str| {
+            serde_json::from_str::<Case>(&format!(
+                r#"{{"name": "c", "layer": "BatchNorm1d", "config": {{"num_features": 1}},
+                    "dtype": "{dtype}",
+                    "steps": [{{"mode": "recalibrate",
+                                "batches": [{{"shape": [2, 1], "data": [1, 3]}}],
+                                "running_mean": {{"shape": [1], "data": [2]}},
+                                "num_batches_tracked": 1}}]}}"#
+            ))
+        };
+        let read = case("bfloat16").unwrap();
+        assert_eq!(read.dtype, Some(HalfDType::Bfloat16));
+        assert_eq!(DType::from(HalfDType::Float16), DType::F16);
+        let step = &read.steps[0];
+        assert_eq!(step.mode, Mode::Recalibrate);
+        assert!(step.input.is_none());
+        assert_eq!(step.batches[0].data, [1.0, 3.0]);
+        assert_eq!(step.expected.running_mean.as_ref().unwrap().data, [2.0]);
+        let err = case("float8").unwrap_err().to_string();
+        assert!(err.contains("float8"), "{err}");
     }
 }

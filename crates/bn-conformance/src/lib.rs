@@ -6,17 +6,23 @@
 //! parameters and initial running statistics, then runs the steps in order in train or eval
 //! mode, carrying the running statistics across steps. A step either produces outputs, checked
 //! against `output`, the gradients of `sum(output * upstream)` and the running statistics
-//! afterwards, or must fail with the named [`NormError`] kind. Nothing
-//! here looks at case names.
+//! afterwards, or must fail with the named [`NormError`] kind. A `recalibrate` step runs
+//! [`bn_layers::recalibrate`] (PyTorch's `update_bn`) over its batches and is checked on the
+//! running statistics. A half-precision case feeds its inputs in its `dtype`, expects outputs
+//! and input gradients in it, and is checked within [`HALF_TOLERANCE`]; where the device
+//! cannot compute in that dtype the case is skipped, and says so. Nothing here looks at case
+//! names.
 
 pub mod build;
 mod golden;
 
-pub use golden::{Case, GoldenFile, Mode, Step, StepResults, TensorValue, cases_missing};
+pub use golden::{
+    Case, GoldenFile, HalfDType, Mode, Step, StepResults, TensorValue, cases_missing,
+};
 
-use bn_layers::{ComputePath, NormError, set_training};
+use bn_layers::{ComputePath, NormError, recalibrate, set_training};
 use bn_models::Norm;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 /// How to run a golden file.
 #[derive(Debug, Clone)]
@@ -62,6 +68,11 @@ fn element_error(got: f64, want: f64) -> f64 {
 /// precision cases are about cancellation, where errors run to 1e-4 and beyond.
 pub const F32_FLOOR: f64 = 128.0 * f32::EPSILON as f64;
 
+/// The allowed error of a half-precision case, relative as [`RunOptions::tolerance`]:
+/// bfloat16 carries 8 significant bits, so PyTorch's output and ours, both rounded from f32
+/// arithmetic, can land a unit in the last place apart (2^-7 relative).
+pub const HALF_TOLERANCE: f64 = 1e-2;
+
 /// The verdict on one case.
 #[derive(Debug)]
 pub struct CaseReport {
@@ -71,16 +82,21 @@ pub struct CaseReport {
     pub failures: Vec<String>,
     /// Our error next to PyTorch's float32 error, per quantity (precision cases).
     pub notes: Vec<String>,
+    /// Why the case did not run, if it did not (a dtype the device cannot compute in).
+    pub skipped: Option<String>,
 }
 
 impl CaseReport {
-    /// Whether the case passed.
+    /// Whether the case ran and passed.
     pub fn passed(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.skipped.is_none()
     }
 
-    /// One line: `ok   name` or `FAIL name: first problem (+N more)`.
+    /// One line: `ok   name`, `skip name: why` or `FAIL name: first problem (+N more)`.
     pub fn line(&self) -> String {
+        if let Some(reason) = &self.skipped {
+            return format!("skip {}: {reason}", self.name);
+        }
         match self.failures.as_slice() {
             [] if self.notes.is_empty() => format!("ok   {}", self.name),
             [] => format!("ok   {} ({})", self.name, self.notes.join(", ")),
@@ -90,37 +106,66 @@ impl CaseReport {
     }
 }
 
-/// Runs every case of `file`, calling `report` after each, and returns `(passed, failed)`.
+/// How many cases of a file passed, failed and were skipped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Cases that ran and matched PyTorch.
+    pub passed: usize,
+    /// Cases that ran and did not.
+    pub failed: usize,
+    /// Cases in a dtype the device cannot compute in.
+    pub skipped: usize,
+}
+
+impl std::fmt::Display for Tally {
+    /// `N passed, M failed`, and `, K skipped` when any were.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} passed, {} failed", self.passed, self.failed)?;
+        if self.skipped > 0 {
+            write!(f, ", {} skipped", self.skipped)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every case of `file`, calling `report` after each, and counts the verdicts.
 pub fn run_file(
     file: &GoldenFile,
     options: &RunOptions,
     mut report: impl FnMut(&CaseReport),
-) -> (usize, usize) {
-    let mut counts = (0, 0);
+) -> Tally {
+    let mut tally = Tally::default();
     for case in &file.cases {
         let verdict = run_case(case, options);
-        if verdict.passed() {
-            counts.0 += 1;
-        } else {
-            counts.1 += 1;
+        match (&verdict.skipped, verdict.passed()) {
+            (Some(_), _) => tally.skipped += 1,
+            (None, true) => tally.passed += 1,
+            (None, false) => tally.failed += 1,
         }
         report(&verdict);
     }
-    counts
+    tally
 }
 
 /// Runs one case.
 pub fn run_case(case: &Case, options: &RunOptions) -> CaseReport {
-    let mut notes = Vec::new();
-    let failures = match check_case(case, options, &mut notes) {
+    let mut report = CaseReport {
+        name: case.name.clone(),
+        failures: Vec::new(),
+        notes: Vec::new(),
+        skipped: None,
+    };
+    if let Some(half) = case.dtype
+        && !options.device.supports_dtype(DType::from(half))
+    {
+        report.skipped = Some(format!("the device cannot compute in {half}"));
+        return report;
+    }
+    report.failures = match check_case(case, options, &mut report.notes) {
         Ok(failures) => failures,
         Err(problem) => vec![problem],
     };
-    CaseReport {
-        name: case.name.clone(),
-        failures,
-        notes,
-    }
+    report
 }
 
 fn check_case(
@@ -137,63 +182,86 @@ fn check_case(
         (Ok(layer), None) => layer,
     };
     build::load_initial_state(&mut layer, case, &device)?;
+    let half = case.dtype.map(DType::from);
+    let tolerance = match half {
+        Some(_) => options.tolerance.max(HALF_TOLERANCE),
+        None => options.tolerance,
+    };
 
     let mut failures = Vec::new();
     for (index, step) in case.steps.iter().enumerate() {
-        layer = set_training(layer, step.mode == Mode::Train);
         let at = |what: &str| format!("step {index} ({:?}) {what}", step.mode);
-        let result = run_step(&layer, step, &device);
-        match (result, &step.error) {
-            (Err(StepError::Norm(err)), Some(kind)) if err.kind() == kind => {}
+        let result = match step.mode {
+            Mode::Recalibrate => {
+                let (recalibrated, refused) =
+                    recalibrate_step(layer, step, &device, half).map_err(|problem| at(&problem))?;
+                layer = recalibrated;
+                refused.map_or(Ok(None), |err| Err(StepError::Norm(err)))
+            }
+            Mode::Train | Mode::Eval => {
+                layer = set_training(layer, step.mode == Mode::Train);
+                run_step(&layer, step, &device, half).map(Some)
+            }
+        };
+        let got = match (result, &step.error) {
+            (Err(StepError::Norm(err)), Some(kind)) if err.kind() == kind => continue,
             (Err(StepError::Norm(err)), _) => {
-                failures.push(at(&format!("failed: {err} ({})", err.kind())))
+                failures.push(at(&format!("failed: {err} ({})", err.kind())));
+                continue;
             }
             (Err(StepError::Case(problem)), _) => return Err(at(&problem)),
-            (Ok(_), Some(kind)) => failures.push(at(&format!("accepted, expected {kind}"))),
-            (Ok(got), None) => {
-                let (gamma, beta) = build::params(&layer);
-                let pytorch_f32 = step
-                    .float32
-                    .as_ref()
-                    .filter(|_| options.against_pytorch_f32);
-                let mut check = |what: &str, got: Option<&[f64]>| {
-                    let want = step.expected.get(what);
-                    let yardstick = pytorch_f32.and_then(|f32| f32.get(what));
-                    let problem = match (got, want, yardstick) {
-                        (Some(got), Some(want), Some(torch)) if got.len() == want.data.len() => {
-                            let (ours, theirs) =
-                                (error(got, &want.data), error(&torch.data, &want.data));
-                            notes.push(format!("{index}.{what} {ours:.1e}/{theirs:.1e}"));
-                            let allowed = f64::max(2.0 * theirs, F32_FLOOR);
-                            (ours > allowed).then(|| {
-                                format!(
-                                    "error {ours:.2e} > 2 × PyTorch's float32 error {theirs:.2e}"
-                                )
-                            })
-                        }
-                        _ => compare(got, want, options.tolerance),
-                    };
-                    problem.map(|problem| at(&format!("{what}: {problem}")))
-                };
-                let (mean, var, count) = build::running_state(&layer);
-                let mean = mean.map(host);
-                let var = var.map(host);
-                let checks = [
-                    check("output", Some(&got.output)),
-                    check("grad_input", Some(&got.grad_input)),
-                    check("grad_weight", gamma.and(got.grad_weight.as_deref())),
-                    check("grad_bias", beta.and(got.grad_bias.as_deref())),
-                    check("running_mean", mean.as_deref()),
-                    check("running_var", var.as_deref()),
-                ];
-                failures.extend(checks.into_iter().flatten());
-                if count != step.num_batches_tracked {
-                    failures.push(at(&format!(
-                        "num_batches_tracked: got {count:?}, expected {:?}",
-                        step.num_batches_tracked
-                    )));
-                }
+            (Ok(_), Some(kind)) => {
+                failures.push(at(&format!("accepted, expected {kind}")));
+                continue;
             }
+            (Ok(got), None) => got,
+        };
+        let pytorch_f32 = step
+            .float32
+            .as_ref()
+            .filter(|_| options.against_pytorch_f32);
+        let mut check = |what: &str, got: Option<&[f64]>| {
+            let want = step.expected.get(what);
+            let yardstick = pytorch_f32.and_then(|f32| f32.get(what));
+            let problem = match (got, want, yardstick) {
+                (Some(got), Some(want), Some(torch)) if got.len() == want.data.len() => {
+                    let (ours, theirs) = (error(got, &want.data), error(&torch.data, &want.data));
+                    notes.push(format!("{index}.{what} {ours:.1e}/{theirs:.1e}"));
+                    let allowed = f64::max(2.0 * theirs, F32_FLOOR);
+                    (ours > allowed).then(|| {
+                        format!("error {ours:.2e} > 2 × PyTorch's float32 error {theirs:.2e}")
+                    })
+                }
+                _ => compare(got, want, tolerance),
+            };
+            problem.map(|problem| at(&format!("{what}: {problem}")))
+        };
+        if let Some(got) = got {
+            let (gamma, beta) = build::params(&layer);
+            let checks = [
+                check("output", Some(&got.output)),
+                check("grad_input", Some(&got.grad_input)),
+                check("grad_weight", gamma.and(got.grad_weight.as_deref())),
+                check("grad_bias", beta.and(got.grad_bias.as_deref())),
+            ];
+            failures.extend(checks.into_iter().flatten());
+            if let Some(half) = half
+                && got.dtype != half
+            {
+                failures.push(at(&format!("output is {:?}, expected {half:?}", got.dtype)));
+            }
+        }
+        let (mean, var, count) = build::running_state(&layer);
+        let checks = [
+            check("running_mean", mean.map(host).as_deref()),
+            check("running_var", var.map(host).as_deref()),
+        ];
+        failures.extend(checks.into_iter().flatten());
+        if count != step.num_batches_tracked {
+            failures.push(at(&format!(
+                "num_batches_tracked: got {count:?}, expected {:?}",
+                step.num_batches_tracked
+            )));
         }
     }
     Ok(failures)
@@ -208,61 +276,142 @@ enum StepError {
 
 struct StepOutputs {
     output: Vec<f64>,
+    /// The output's dtype: the input's, for a half-precision case.
+    dtype: DType,
     grad_input: Vec<f64>,
     grad_weight: Option<Vec<f64>>,
     grad_bias: Option<Vec<f64>>,
 }
 
-fn run_step(layer: &Norm, step: &Step, device: &Device) -> Result<StepOutputs, StepError> {
-    step.input.validate("input").map_err(StepError::Case)?;
-    match step.input.shape.len() {
-        1 => run_ranked::<1>(layer, step, device),
-        2 => run_ranked::<2>(layer, step, device),
-        3 => run_ranked::<3>(layer, step, device),
-        4 => run_ranked::<4>(layer, step, device),
-        5 => run_ranked::<5>(layer, step, device),
-        6 => run_ranked::<6>(layer, step, device),
-        rank => Err(StepError::Case(format!(
-            "rank {rank} inputs are not supported (1 to 6)"
-        ))),
+/// A tensor of the case's values on `device`, in `dtype` or the device's default float.
+fn tensor<const D: usize>(value: &TensorValue, device: &Device, dtype: Option<DType>) -> Tensor<D> {
+    let data = TensorData::new(value.data.clone(), value.shape.clone());
+    match dtype {
+        Some(dtype) => Tensor::from_data(data, (device, dtype)),
+        None => Tensor::from_data(data, device),
     }
+}
+
+/// The rank of a step's tensors, as a const generic: `$run::<D>($($args),*)`.
+macro_rules! by_rank {
+    ($rank:expr, $run:ident($($args:expr),*)) => {
+        match $rank {
+            1 => $run::<1>($($args),*),
+            2 => $run::<2>($($args),*),
+            3 => $run::<3>($($args),*),
+            4 => $run::<4>($($args),*),
+            5 => $run::<5>($($args),*),
+            6 => $run::<6>($($args),*),
+            rank => Err(format!("rank {rank} inputs are not supported (1 to 6)").into()),
+        }
+    };
+}
+
+impl From<String> for StepError {
+    fn from(problem: String) -> Self {
+        StepError::Case(problem)
+    }
+}
+
+fn run_step(
+    layer: &Norm,
+    step: &Step,
+    device: &Device,
+    half: Option<DType>,
+) -> Result<StepOutputs, StepError> {
+    let input = step
+        .input
+        .as_ref()
+        .ok_or_else(|| format!("a {:?} step needs an input", step.mode))?;
+    input.validate("input")?;
+    by_rank!(
+        input.shape.len(),
+        run_ranked(layer, input, step.upstream.as_ref(), device, half)
+    )
 }
 
 fn run_ranked<const D: usize>(
     layer: &Norm,
-    step: &Step,
+    input: &TensorValue,
+    upstream: Option<&TensorValue>,
     device: &Device,
+    half: Option<DType>,
 ) -> Result<StepOutputs, StepError> {
-    let tensor = |value: &TensorValue| -> Tensor<D> {
-        Tensor::from_data(
-            TensorData::new(value.data.clone(), value.shape.clone()),
-            device,
-        )
-    };
-    let x = tensor(&step.input).require_grad();
+    let x = tensor::<D>(input, device, half).require_grad();
     let y = layer.try_forward(x.clone()).map_err(StepError::Norm)?;
-    let upstream = match &step.upstream {
+    let upstream = match upstream {
         Some(upstream) => {
-            upstream.validate("upstream").map_err(StepError::Case)?;
-            if upstream.shape != step.input.shape {
+            upstream.validate("upstream")?;
+            if upstream.shape != input.shape {
                 return Err(StepError::Case("upstream and input shapes differ".into()));
             }
-            tensor(upstream)
+            tensor(upstream, device, None)
         }
         None => Tensor::ones(y.dims(), device),
     };
-    let grads = (y.clone() * upstream).sum().backward();
+    // PyTorch's `sum(output.float() * upstream.float())` for a half output.
+    let dtype = y.dtype();
+    let widened = match dtype == upstream.dtype() {
+        true => y.clone(),
+        false => y.clone().cast(upstream.dtype()),
+    };
+    let grads = (widened * upstream).sum().backward();
     let (gamma, beta) = build::params(layer);
-    let numel = step.input.data.len();
+    let numel = input.data.len();
     Ok(StepOutputs {
         output: host(y),
+        dtype,
         grad_input: x.grad(&grads).map(host).unwrap_or_else(|| vec![0.0; numel]),
         grad_weight: gamma.and_then(|p| p.grad(&grads)).map(host),
         grad_bias: beta.and_then(|p| p.grad(&grads)).map(host),
     })
 }
 
+/// [`recalibrate`] over the step's batches: the layer afterwards, and the first error a
+/// forward raised, if one did. The error is a problem with the step itself (no batches,
+/// mixed ranks).
+fn recalibrate_step(
+    layer: Norm,
+    step: &Step,
+    device: &Device,
+    half: Option<DType>,
+) -> Result<(Norm, Option<NormError>), String> {
+    let rank = match step.batches.as_slice() {
+        [] => return Err("a recalibrate step needs batches".into()),
+        [first, ..] => first.shape.len(),
+    };
+    for batch in &step.batches {
+        batch.validate("batch")?;
+        if batch.shape.len() != rank {
+            return Err("a recalibrate step's batches differ in rank".into());
+        }
+    }
+    by_rank!(rank, recalibrate_ranked(layer, &step.batches, device, half))
+}
+
+fn recalibrate_ranked<const D: usize>(
+    layer: Norm,
+    batches: &[TensorValue],
+    device: &Device,
+    half: Option<DType>,
+) -> Result<(Norm, Option<NormError>), String> {
+    let mut refused = None;
+    let layer = recalibrate(layer, batches, |layer: &Norm, batch| {
+        if refused.is_none()
+            && let Err(err) = layer.try_forward(tensor::<D>(batch, device, half))
+        {
+            refused = Some(err);
+        }
+    });
+    Ok((layer, refused))
+}
+
+/// A tensor's values on the host, as f64 (half values widened exactly).
 fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
+    let tensor = match tensor.dtype() {
+        DType::F16 | DType::BF16 => tensor.cast(DType::F32),
+        _ => tensor,
+    };
     tensor.into_data().iter::<f64>().collect()
 }
 

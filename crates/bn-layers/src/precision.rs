@@ -42,7 +42,7 @@ pub(crate) fn statistics_dtype(chosen: Option<FloatDType>, device: &Device) -> D
 mod tests {
     //! Every layer on a bf16 and an f16 input: the input's dtype back, and the values of its
     //! f32 output on the same (half-rounded) input within 1e-2. PyTorch's own half results
-    //! for BatchNorm, GroupNorm and LayerNorm are checked in `tests/half_precision.rs`.
+    //! are the conformance runner's `half_*` golden cases (`tests/data/pytorch_golden.json`).
 
     use burn::module::Module;
     use burn::tensor::{DType, Distribution, Tensor};

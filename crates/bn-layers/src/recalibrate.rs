@@ -34,6 +34,9 @@ pub(crate) fn cumulative_average() -> bool {
 ///    batches;
 /// 3. the training flags are restored, and the layers' own momenta apply again.
 ///
+/// A model without a BatchNorm is returned as it is, without a forward (`update_bn` returns
+/// early then too).
+///
 /// `forward` runs the model on one batch; its output is not needed. On a plain
 /// (non-autodiff) device the forwards record no gradients, as `update_bn` runs under
 /// `torch.no_grad()`. Other layers with running statistics (InstanceNorm with
@@ -70,7 +73,13 @@ pub fn recalibrate<M: Module, B>(
     // Burn's `RunningState` keeps a thread's last update pending until a sync, which would
     // overwrite the reset below; `valid` syncs every one of them.
     let _ = model.valid();
-    let model = set_training(model.map(&mut ResetBatchNormStats::default()), true);
+    let mut reset = ResetBatchNormStats::default();
+    let model = model.map(&mut reset);
+    if reset.batch_norms == 0 {
+        // `update_bn` returns before any forward when the model has no BatchNorm.
+        return model;
+    }
+    let model = set_training(model, true);
     {
         let _cumulative = CumulativeAverage::start();
         for batch in batches {
@@ -133,6 +142,8 @@ impl ModuleMapper for Flags {
 #[derive(Default)]
 struct ResetBatchNormStats {
     path: ModulePath,
+    /// How many BatchNorms the model has (each has one `training` field).
+    batch_norms: usize,
 }
 
 impl ResetBatchNormStats {
@@ -145,6 +156,9 @@ impl ResetBatchNormStats {
 impl ModuleMapper for ResetBatchNormStats {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
+        if self.path.field_of("BatchNorm") == Some("training") {
+            self.batch_norms += 1;
+        }
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
