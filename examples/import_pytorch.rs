@@ -5,6 +5,8 @@
 //! as a safetensors file that PyTorch's `load_state_dict` accepts. `--recalibrate N` first
 //! re-estimates every BatchNorm's running statistics over the first N training images
 //! (PyTorch's `torch.optim.swa_utils.update_bn`) and writes them under `running_stats`.
+//! `--dtype bf16` (or `f16`) evaluates a half model: parameters and activations in that type,
+//! every BatchNorm's running statistics kept in f32.
 //!
 //! ```text
 //! cargo run --release --example import_pytorch -- --model bn_lenet \
@@ -23,7 +25,9 @@ use bn_train::data::{FashionMnist, Split, locate};
 use bn_train::{evaluate, recalibrate_on};
 use burn::data::dataset::Dataset;
 use burn::tensor::{Device, Distribution, Tensor};
-use burn_batchnorm::cli::{RECALIBRATION_BATCH, announce_device, exit_code, write_json};
+use burn_batchnorm::cli::{
+    FloatArg, RECALIBRATION_BATCH, announce_device, exit_code, values_by_dtype, write_json,
+};
 use burn_batchnorm::{BackendKind, cli};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
@@ -54,6 +58,10 @@ struct Args {
     /// Write the imported weights back as a PyTorch-keyed safetensors file.
     #[arg(long)]
     export: Option<PathBuf>,
+    /// The model's float type: `bf16` or `f16` build a half model (parameters, inputs and
+    /// activations in half, the BatchNorms' running statistics in f32).
+    #[arg(long, value_enum, default_value_t = FloatArg::F32)]
+    dtype: FloatArg,
     /// Backend; defaults to the one the cargo features select.
     #[arg(long, value_enum)]
     backend: Option<BackendKind>,
@@ -78,7 +86,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let device = announce_device(args.backend)?;
+    let mut device = announce_device(args.backend)?;
+    args.dtype.configure(&mut device)?;
     let dir = locate(args.data_dir.as_deref()).map_err(|e| e.to_string())?;
     let test = FashionMnist::load(&dir, Split::Test).map_err(|e| e.to_string())?;
     match args.model {
@@ -106,7 +115,12 @@ where
     let model = load_state_dict(model, &args.weights)
         .map_err(|e| e.to_string())?
         .valid();
-    println!("loaded {} from {}", M::CLASS, args.weights.display());
+    let dtypes = values_by_dtype(&model);
+    println!(
+        "loaded {} from {} (float values by dtype: {dtypes:?})",
+        M::CLASS,
+        args.weights.display()
+    );
     let mut recalibration = None;
     let model = match args.recalibrate {
         None => model,
@@ -139,6 +153,8 @@ where
     let mut report = json!({
         "eval_logits_first16": eval.first_logits,
         "eval_test_accuracy": eval.accuracy(),
+        "dtype": args.dtype.name(),
+        "values_by_dtype": dtypes,
     });
     if let Some(recalibration) = recalibration {
         report["recalibration"] = recalibration;

@@ -15,13 +15,16 @@
 //!
 //! This is the standard inference optimization (e.g. Jacob et al., 2018,
 //! <https://arxiv.org/abs/1712.05877>, §3.2). It is exact up to rounding, and only valid in
-//! evaluation mode: in training the statistics come from each batch.
+//! evaluation mode: in training the statistics come from each batch. The folding is computed
+//! in the running statistics' dtype (f32 in a half model) and the result stored in the
+//! layer's own.
 
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
+use crate::precision::in_dtype;
 use crate::{BatchNorm, NormError};
 
 /// A Linear layer that computes `bn(linear(x))` for an evaluation-mode `bn`.
@@ -35,10 +38,12 @@ use crate::{BatchNorm, NormError};
 pub fn fold_into_linear(linear: &Linear, bn: &BatchNorm) -> Result<Linear, NormError> {
     let [_, d_output] = linear.weight.dims();
     let (scale, shift) = eval_affine(bn, "Linear", d_output)?;
-    let weight = linear.weight.val() * scale.clone().unsqueeze::<2>();
+    let (dtype, stats) = (linear.weight.val().dtype(), scale.dtype());
+    let weight = in_dtype(linear.weight.val(), stats) * scale.clone().unsqueeze::<2>();
+    let bias = folded_bias(&linear.bias, scale, shift);
     Ok(Linear {
-        weight: Param::from_tensor(weight),
-        bias: Some(Param::from_tensor(folded_bias(&linear.bias, scale, shift))),
+        weight: Param::from_tensor(in_dtype(weight, dtype)),
+        bias: Some(Param::from_tensor(in_dtype(bias, dtype))),
     })
 }
 
@@ -56,22 +61,26 @@ pub fn fold_into_linear(linear: &Linear, bn: &BatchNorm) -> Result<Linear, NormE
 pub fn fold_into_conv2d(conv: &Conv2d, bn: &BatchNorm) -> Result<Conv2d, NormError> {
     let [channels_out, ..] = conv.weight.dims();
     let (scale, shift) = eval_affine(bn, "Conv2d", channels_out)?;
-    let weight = conv.weight.val() * scale.clone().reshape([channels_out as i64, 1, 1, 1]);
+    let (dtype, stats) = (conv.weight.val().dtype(), scale.dtype());
+    let per_channel = scale.clone().reshape([channels_out as i64, 1, 1, 1]);
+    let weight = in_dtype(conv.weight.val(), stats) * per_channel;
+    let bias = folded_bias(&conv.bias, scale, shift);
     let mut folded = conv.clone();
-    folded.weight = Param::from_tensor(weight);
-    folded.bias = Some(Param::from_tensor(folded_bias(&conv.bias, scale, shift)));
+    folded.weight = Param::from_tensor(in_dtype(weight, dtype));
+    folded.bias = Some(Param::from_tensor(in_dtype(bias, dtype)));
     Ok(folded)
 }
 
-/// `b · s + shift`, or `shift` alone for a bias-free layer.
+/// `b · s + shift`, or `shift` alone for a bias-free layer, in the dtype of `scale`.
 fn folded_bias(bias: &Option<Param<Tensor<1>>>, scale: Tensor<1>, shift: Tensor<1>) -> Tensor<1> {
     match bias {
-        Some(bias) => bias.val() * scale + shift,
+        Some(bias) => in_dtype(bias.val(), scale.dtype()) * scale + shift,
         None => shift,
     }
 }
 
-/// The per-channel `(s, β − s·μ)` of an evaluation-mode BatchNorm with `channels` features.
+/// The per-channel `(s, β − s·μ)` of an evaluation-mode BatchNorm with `channels` features,
+/// in the dtype of its running statistics.
 fn eval_affine(
     bn: &BatchNorm,
     into: &'static str,
@@ -99,14 +108,15 @@ fn eval_affine(
             bn.num_features
         )));
     }
+    let stats = var.dtype();
     let inv_std = var.add_scalar(bn.eps).sqrt().recip();
     let scale = match &bn.gamma {
-        Some(gamma) => gamma.val() * inv_std,
+        Some(gamma) => in_dtype(gamma.val(), stats) * inv_std,
         None => inv_std,
     };
     let shifted_mean = mean * scale.clone();
     let shift = match &bn.beta {
-        Some(beta) => beta.val() - shifted_mean,
+        Some(beta) => in_dtype(beta.val(), stats) - shifted_mean,
         None => shifted_mean.neg(),
     };
     Ok((scale, shift))
