@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bn_models::Classify;
-use burn::data::dataset::transform::PartialDataset;
 use burn::module::{Module, ModuleDisplay};
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, LearnerSummary, SupervisedTraining};
@@ -20,7 +19,7 @@ use crate::config::TrainConfig;
 use crate::data::{EpochLoader, Examples, TrainTest};
 use crate::divergence::DivergenceGuard;
 use crate::report::EpochMetrics;
-use crate::train::{TrainError, io};
+use crate::train::{TrainError, io, training_loader};
 
 /// Trains `model` from `start_epoch` (0: afresh) to `config.epochs` with burn-train; `quiet`
 /// shows no progress.
@@ -61,16 +60,7 @@ where
             "the training set has {train_images} example(s); batch normalization needs at least 2"
         )));
     }
-    let train = PartialDataset::new(train, 0, usable);
-
-    let train_loader = EpochLoader::shuffled(
-        train,
-        S::Batcher::default(),
-        config.batch_size,
-        config.num_workers,
-        config.seed,
-        start_epoch,
-    );
+    let train_loader = training_loader(train, usable, config, start_epoch);
     let test_loader = EpochLoader::sequential(
         test,
         S::Batcher::default(),

@@ -35,12 +35,12 @@ use crate::artifacts::EngineRun;
 use crate::checkpoint::{AtomicCheckpointer, check_checkpoint, last_checkpoint};
 use crate::classifier::Classifier;
 use crate::config::TrainConfig;
-use crate::data::{Batch, BatchInput, EpochLoader, Examples, TrainTest};
+use crate::data::{Batch, BatchInput, Examples, TrainTest};
 use crate::divergence::DivergenceGuard;
 use crate::evaluate::evaluate;
 use crate::loss::{correct_predictions, cross_entropy};
 use crate::report::{EpochMetrics, read_metrics_csv, write_metrics_csv};
-use crate::train::{TrainError, io};
+use crate::train::{TrainError, io, training_loader};
 
 /// Checkpoints kept: the last two epochs, as burn-train keeps them.
 const KEEP: usize = 2;
@@ -73,16 +73,7 @@ where
             config.batch_size
         )));
     }
-    let train_set = burn::data::dataset::transform::PartialDataset::new(train, 0, usable);
-    let loader = EpochLoader::shuffled(
-        train_set,
-        S::Batcher::default(),
-        config.batch_size,
-        config.num_workers,
-        config.seed,
-        start_epoch,
-    )
-    .to_device(device);
+    let loader = training_loader(train, usable, config, start_epoch).to_device(device);
 
     let group = ReplicaGroup::new(n);
     let replica = |model: &M, rank: usize| {

@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use bn_models::{Classify, trainable_params};
+use burn::data::dataset::transform::PartialDataset;
 use burn::module::{Module, ModuleDisplay};
 use burn::tensor::Device;
 
 use crate::classifier::Classifier;
 use crate::config::TrainConfig;
-use crate::data::{Examples, TrainTest};
+use crate::data::{Batch, EpochLoader, Examples, TrainTest};
 use crate::divergence::Divergence;
 use crate::report::{EpochMetrics, Report};
 use crate::{artifacts, learner, parallel};
@@ -178,4 +179,23 @@ where
         epochs: run.epochs,
         step_losses: run.step_losses,
     })
+}
+
+/// The first `usable` examples of `train` in batches of `config.batch_size`, reshuffled every
+/// epoch with `config.seed` from epoch `start_epoch` on (the checkpoint's, on a resume): the
+/// training loader of both engines.
+pub(crate) fn training_loader<S: Examples>(
+    train: S,
+    usable: usize,
+    config: &TrainConfig,
+    start_epoch: usize,
+) -> EpochLoader<S::Item, Batch<S::Input>> {
+    EpochLoader::shuffled(
+        PartialDataset::new(train, 0, usable),
+        S::Batcher::default(),
+        config.batch_size,
+        config.num_workers,
+        config.seed,
+        start_epoch,
+    )
 }
