@@ -67,7 +67,8 @@ fn assert_file_passes(
     });
     assert!(
         tally.failed == 0 && tally.skipped == skipped,
-        "{path:?}: {tally} ({skipped} skips expected):\n{}",
+        "{path:?}: {tally}, {} skipped ({skipped} expected):\n{}",
+        tally.skipped,
         failures.join("\n")
     );
 }
