@@ -216,7 +216,7 @@ impl BatchNorm {
     }
 
     /// Normalizes `input`, then applies `activation` if there is one; half inputs in f32.
-    fn try_forward_then<const D: usize>(
+    pub(crate) fn try_forward_then<const D: usize>(
         &self,
         input: Tensor<D>,
         activation: Option<Activation>,

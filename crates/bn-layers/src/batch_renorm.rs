@@ -10,6 +10,7 @@ use crate::counter::BatchCounter;
 use crate::error::{check_eps, check_eps_for_batch_stats, check_nonzero};
 use crate::functional::{channel_major, scale_shift};
 use crate::precision::{in_dtype, in_f32_if_half, statistics_dtype};
+use crate::rank::check_channels_axis;
 use crate::{NormError, TrainingMode, display, params};
 
 /// Configuration of a [`BatchRenorm`] layer.
@@ -209,14 +210,7 @@ impl BatchRenorm {
     fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         let shape = dims.to_vec();
-        if D < 2 {
-            return Err(NormError::InvalidRank {
-                layer: "BatchRenorm",
-                expected: "at least 2D",
-                got: D,
-                shape,
-            });
-        }
+        check_channels_axis("BatchRenorm", &shape)?;
         let [n, c, spatial] = channel_major(&shape);
         if c != self.num_features {
             return Err(NormError::wrong_channel_count(

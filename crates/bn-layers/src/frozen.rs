@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 use crate::functional::{channel_major, scale_shift};
 use crate::module_path::ModulePath;
 use crate::precision::{in_dtype, in_f32_if_half};
+use crate::rank::check_channels_axis;
 use crate::{BatchNorm, NormError, display};
 
 /// torchvision's `FrozenBatchNorm2d`: BatchNorm with every statistic and parameter fixed,
@@ -102,14 +103,7 @@ impl FrozenBatchNorm {
     /// [`try_forward`](Self::try_forward) on an input of f32 or f64.
     fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
-        if D < 2 {
-            return Err(NormError::InvalidRank {
-                layer: "FrozenBatchNorm",
-                expected: "at least 2D",
-                got: D,
-                shape: dims.to_vec(),
-            });
-        }
+        check_channels_axis("FrozenBatchNorm", &dims)?;
         let [n, c, spatial] = channel_major(&dims);
         let channels = self.weight.dims()[0];
         if c != channels {

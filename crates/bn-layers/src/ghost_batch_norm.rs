@@ -112,10 +112,7 @@ impl GhostBatchNorm {
         input: Tensor<D>,
         activation: Option<Activation>,
     ) -> Result<Tensor<D>, NormError> {
-        let normalize = |x: Tensor<D>| match activation {
-            Some(activation) => self.norm.try_forward_activated(x, activation),
-            None => self.norm.try_forward(x),
-        };
+        let normalize = |x: Tensor<D>| self.norm.try_forward_then(x, activation);
         let shape = input.dims();
         self.norm.check_shape(&shape)?;
         let n = shape[0];

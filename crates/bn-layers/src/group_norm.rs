@@ -8,6 +8,7 @@ use crate::display;
 use crate::error::{check_eps, check_nonzero};
 use crate::functional::{self, channel_major};
 use crate::precision::in_f32_if_half;
+use crate::rank::check_channels_axis;
 use crate::{ComputePath, NormError, params};
 
 /// Configuration of a [`GroupNorm`] layer. Field names and defaults are PyTorch's.
@@ -148,14 +149,7 @@ impl GroupNorm {
     fn try_forward_f32<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<D>, NormError> {
         let dims = input.dims();
         let shape = dims.to_vec();
-        if D < 2 {
-            return Err(NormError::InvalidRank {
-                layer: "GroupNorm",
-                expected: "at least 2D",
-                got: D,
-                shape,
-            });
-        }
+        check_channels_axis("GroupNorm", &shape)?;
         let [n, c, spatial] = channel_major(&dims);
         let g = self.num_groups;
         if !c.is_multiple_of(g) {

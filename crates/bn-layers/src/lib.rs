@@ -123,7 +123,7 @@ pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use rank::InputRank;
 pub use recalibrate::recalibrate;
 pub use rms_norm::{RmsNorm, RmsNormConfig};
-pub use running::RunningStats;
+pub use running::{RunningStats, publish_running_state};
 pub use sync::{Replica, ReplicaGroup, ReplicaSumBackend, StatsReducer, SyncBatchNorm};
 pub use training::{TrainingMode, set_training};
 

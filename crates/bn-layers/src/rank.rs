@@ -26,12 +26,17 @@ pub enum InputRank {
     D3,
 }
 
+/// Checks that `layer`'s input has a channel axis: `[N, C, ...]`, rank 2 or more.
+pub(crate) fn check_channels_axis(layer: &'static str, shape: &[usize]) -> Result<(), NormError> {
+    rank_result(layer, shape.len() >= 2, "at least 2D", shape)
+}
+
 impl InputRank {
     /// Checks a BatchNorm input rank against the rule.
     pub(crate) fn check_batch_norm(self, shape: &[usize]) -> Result<(), NormError> {
         let rank = shape.len();
         let (ok, expected) = match self {
-            InputRank::Any => (rank >= 2, "at least 2D"),
+            InputRank::Any => return check_channels_axis("BatchNorm", shape),
             InputRank::D1 => (rank == 2 || rank == 3, "2D or 3D"),
             InputRank::D2 => (rank == 4, "4D"),
             InputRank::D3 => (rank == 5, "5D"),

@@ -7,6 +7,7 @@ use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Int, Tensor};
 
 use crate::module_path::ModulePath;
+use crate::running::publish_running_state;
 use crate::training::set_training;
 
 thread_local! {
@@ -70,9 +71,8 @@ pub fn recalibrate<M: Module, B>(
 ) -> M {
     let mut flags = Flags::default();
     model.visit(&mut flags);
-    // Burn's `RunningState` keeps a thread's last update pending until a sync, which would
-    // overwrite the reset below; `valid` syncs every one of them.
-    let _ = model.valid();
+    // A pending update would overwrite the reset below.
+    publish_running_state(&model);
     let mut reset = ResetBatchNormStats::default();
     let model = model.map(&mut reset);
     if reset.batch_norms == 0 {
@@ -86,8 +86,7 @@ pub fn recalibrate<M: Module, B>(
             forward(&model, batch);
         }
     }
-    // Publish the last updates, so every reader (a record, a visitor) sees them.
-    let _ = model.valid();
+    publish_running_state(&model);
     model.map(&mut flags.restore())
 }
 

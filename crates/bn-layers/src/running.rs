@@ -134,6 +134,14 @@ impl RunningStats {
     }
 }
 
+/// Makes every running statistic of `model` readable from any thread. Burn's `RunningState`
+/// keeps a thread's last update pending until a sync, which [`Module::valid`] performs; a
+/// snapshot taken without one (a record, a visitor, another thread) misses the last training
+/// step's statistics.
+pub fn publish_running_state<M: Module>(model: &M) {
+    let _ = model.valid();
+}
+
 /// The weight `f` of one update: a number, or a one-element tensor left on the device (the
 /// cumulative average's `1 / num_batches_tracked`, without a host round trip).
 enum Weight {

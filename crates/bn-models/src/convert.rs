@@ -10,7 +10,7 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleSnapshot, bridge};
 use burn::tensor::TensorData;
 
-use crate::pytorch::publish_running_state;
+use bn_layers::publish_running_state;
 
 /// What [`convert_batchnorm`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use bn_layers::ReplicaGroup;
+use bn_layers::{ReplicaGroup, publish_running_state};
 use bn_models::Classify;
 use burn::data::dataloader::DataLoader;
 use burn::module::{Module, ModuleDisplay};
@@ -151,10 +151,9 @@ where
             }
             loss_sum += step.loss * config.batch_size as f64;
             correct += step.correct;
-            // burn's RunningState keeps a statistic updated on another thread pending until
-            // a sync, which `valid()` performs: publish this step's running statistics.
+            // Each replica updated its statistics on a thread of its own.
             for replica in &replicas {
-                let _ = replica.valid();
+                publish_running_state(replica);
             }
             replicas = optimizer_step(replicas, &mut optimizer, schedule.step(), step.grads);
         }

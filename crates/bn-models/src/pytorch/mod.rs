@@ -27,6 +27,7 @@ use read::{read_tensors, unwrap_state_dict};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use bn_layers::publish_running_state;
 use burn::module::Module;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleAdapter, ModuleContext, ModuleSnapshot, SafetensorsStore, bridge};
@@ -157,12 +158,6 @@ pub fn save_safetensors<M: PytorchStateDict>(model: &M, path: &Path) -> Result<(
             path: path.to_path_buf(),
             message: err.to_string(),
         })
-}
-
-/// Burn's `RunningState` keeps a thread's last update pending until a sync, which `valid`
-/// performs; snapshots taken without one would miss the last training step's statistics.
-pub(crate) fn publish_running_state<M: Module>(model: &M) {
-    let _ = model.valid();
 }
 
 /// The table of `model`, derived from its parameters and [`PytorchStateDict::LAYERS`].
