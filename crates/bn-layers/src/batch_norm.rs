@@ -254,16 +254,8 @@ impl BatchNorm {
         let beta = self.beta.as_ref().map(Param::val);
         if !batch_stats {
             let (mean, var) = self.running_stats().expect("checked above");
-            let device = input.device();
             return Ok(functional::batch_norm_eval(
-                input,
-                gamma,
-                beta,
-                mean.to_device(&device),
-                var.to_device(&device),
-                self.eps,
-                activation,
-                self.path,
+                input, gamma, beta, mean, var, self.eps, activation, self.path,
             ));
         }
 

@@ -77,7 +77,7 @@ pub(crate) fn batch_norm_train<const D: usize>(
 
 /// `y = f((x - mean) / sqrt(var + eps) * gamma + beta)` with given per-channel statistics
 /// (evaluation with running statistics), `f` as in [`batch_norm_train`]. The statistics are
-/// constants for autodiff.
+/// constants for autodiff, moved to `x`'s device and dtype.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_eval<const D: usize>(
     x: Tensor<D>,
@@ -90,7 +90,8 @@ pub(crate) fn batch_norm_eval<const D: usize>(
     path: ComputePath,
 ) -> Tensor<D> {
     let (gamma, beta) = like_input(gamma, beta, &x);
-    let (mean, var) = (in_dtype(mean, x.dtype()), in_dtype(var, x.dtype()));
+    let (device, dtype) = (x.device(), x.dtype());
+    let [mean, var] = [mean, var].map(|stat| in_dtype(stat.to_device(&device), dtype));
     match path {
         ComputePath::Fused if kernels::covers(&x.device()) => {
             let (gamma, beta) = identity_if_absent(gamma, beta, &x);

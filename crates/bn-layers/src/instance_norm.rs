@@ -223,17 +223,8 @@ impl InstanceNorm {
         let x = input.reshape([n, c, spatial]);
         if !instance_stats {
             let (mean, var) = self.running_stats().expect("checked above");
-            let device = x.device();
-            let y = functional::batch_norm_eval(
-                x,
-                gamma,
-                beta,
-                mean.to_device(&device),
-                var.to_device(&device),
-                self.eps,
-                None,
-                self.path,
-            );
+            let y =
+                functional::batch_norm_eval(x, gamma, beta, mean, var, self.eps, None, self.path);
             return Ok(y.reshape(dims));
         }
 
